@@ -1,0 +1,438 @@
+//! logbook's configuration: a TOML file, then environment overrides, then validation.
+//!
+//! Every field's `///` doc is its entry in the configuration reference (docs/configuration.md,
+//! kept in step by a test). Durations are written like `"7d"`, `"30s"`, `"1h 30m"`; byte sizes
+//! like `"100 MB"` or `"10 GiB"`.
+
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+pub use secret::{MASK, Secret};
+
+use crate::schema;
+
+/// What can go wrong while loading configuration; every message names the file or key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Environment variables that override a key of the file: (variable, dotted key).
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("LOGBOOK_CLICKHOUSE_URL", "clickhouse.url"),
+    ("LOGBOOK_CLICKHOUSE_USER", "clickhouse.user"),
+    ("LOGBOOK_CLICKHOUSE_PASSWORD", "clickhouse.password"),
+    ("LOGBOOK_CLICKHOUSE_PASSWORD_FILE", "clickhouse.password"),
+    ("LOGBOOK_CLICKHOUSE_DATABASE", "clickhouse.database"),
+    ("LOGBOOK_SERVER_LISTEN", "server.listen"),
+    ("LOGBOOK_LOG_LEVEL", "log.level"),
+    ("LOGBOOK_LOG_FORMAT", "log.format"),
+];
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub clickhouse: ClickHouseConfig,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP(S) address of the ClickHouse server (its HTTP interface, port 8123 by default).
+    /// Credentials go in `user` / `password`, never in the URL.
+    pub url: String,
+    /// ClickHouse user.
+    pub user: String,
+    /// ClickHouse password (secret: a string, `{ env = "VAR" }` or `{ file = "/path" }`).
+    pub password: Secret,
+    /// Database holding logbook's tables; created by `logbook migrate`.
+    pub database: String,
+    /// How long a single request to ClickHouse may take before it is abandoned.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            user: "default".into(),
+            password: Secret::default(),
+            database: "logbook".into(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of logbook's HTTP server (health checks, and later the API and /metrics).
+    pub listen: SocketAddr,
+    /// How often ClickHouse is probed for `/readyz`.
+    #[serde(with = "humantime_serde")]
+    pub readiness_probe_interval: Duration,
+    /// How long ClickHouse may be unreachable before `/readyz` reports not ready.
+    #[serde(with = "humantime_serde")]
+    pub unreachable_threshold: Duration,
+    /// How long shutdown waits for in-flight work before giving up.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid literal address"),
+            readiness_probe_interval: Duration::from_secs(5),
+            unreachable_threshold: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Level filter for logbook's own logs: `error`, `warn`, `info`, `debug`, `trace`, or a
+    /// `tracing` directive list such as `info,logbook::ingest=debug`. Changeable at run time.
+    pub level: String,
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+    /// Optional copy of the logs in files with size-based rotation.
+    pub file: Option<LogFileConfig>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+            file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFileConfig {
+    /// Path of the active log file; rotated copies sit beside it, suffixed with their date.
+    pub path: PathBuf,
+    /// Rotate when the active file reaches this size.
+    #[serde(default = "default_log_file_max_size")]
+    pub max_size: ByteSize,
+    /// How many rotated copies to keep; older ones are deleted.
+    #[serde(default = "default_log_file_keep")]
+    pub keep: usize,
+    /// Compress rotated copies with gzip.
+    #[serde(default = "default_true")]
+    pub compress: bool,
+}
+
+fn default_log_file_max_size() -> ByteSize {
+    ByteSize::mb(100)
+}
+fn default_log_file_keep() -> usize {
+    10
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Time to live per table, overriding the defaults of docs/schema.md, e.g.
+    /// `api_calls = "7d"`. `"0s"` keeps rows forever. Applied to existing tables by
+    /// `logbook migrate`.
+    #[serde(with = "humantime_map")]
+    pub ttl: BTreeMap<String, Duration>,
+    /// Optional shorter time to live for `otel_logs` rows below INFO (DEBUG and TRACE).
+    #[serde(with = "humantime_serde")]
+    pub otel_logs_low_severity_ttl: Option<Duration>,
+    /// Size cap for `server_logs`: the oldest daily partitions are dropped above it.
+    pub server_logs_max_bytes: ByteSize,
+    /// How often `serve` checks the `server_logs` size cap.
+    #[serde(with = "humantime_serde")]
+    pub size_check_interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            ttl: BTreeMap::new(),
+            otel_logs_low_severity_ttl: None,
+            server_logs_max_bytes: ByteSize::gib(10),
+            size_check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The effective time to live of a table: the override, else the table's default.
+    /// `None` means rows are kept forever.
+    pub fn ttl_of(&self, table: &schema::TableDef) -> Option<Duration> {
+        let ttl = self.ttl.get(table.name).copied().or(table.default_ttl)?;
+        (!ttl.is_zero()).then_some(ttl)
+    }
+}
+
+/// humantime for the values of a map, which `humantime_serde` does not cover.
+mod humantime_map {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            map.iter()
+                .map(|(k, v)| (k, humantime::format_duration(*v).to_string())),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+        BTreeMap::<String, String>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| {
+                humantime::parse_duration(&v)
+                    .map(|d| (k.clone(), d))
+                    .map_err(|e| serde::de::Error::custom(format!("{k}: {e}")))
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// Reads `path` (or only defaults when `None`), applies [`ENV_OVERRIDES`] from `env`, and
+    /// validates the result.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (origin, text) = match path {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            ),
+            None => ("(defaults)".to_owned(), String::new()),
+        };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigError::Syntax {
+                path: origin.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(value) = env(var) {
+                let value = if var.ends_with("_FILE") {
+                    let mut file = toml::Table::new();
+                    file.insert("file".into(), toml::Value::String(value));
+                    toml::Value::Table(file)
+                } else {
+                    toml::Value::String(value)
+                };
+                set_key(&mut table, key, value)?;
+            }
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let message = e.into_inner().message().to_owned();
+                key_error(if key == "." { "(top level)".into() } else { key }, message)
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ch = &self.clickhouse;
+        let url = url::Url::parse(&ch.url)
+            .map_err(|e| key_error("clickhouse.url", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(key_error("clickhouse.url", "must start with http:// or https://"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(key_error(
+                "clickhouse.url",
+                "must not contain credentials; use clickhouse.user and clickhouse.password",
+            ));
+        }
+        if !is_identifier(&ch.database) {
+            return Err(key_error(
+                "clickhouse.database",
+                "must be letters, digits and underscores, not starting with a digit",
+            ));
+        }
+        if ch.request_timeout.is_zero() {
+            return Err(key_error("clickhouse.request_timeout", "must be above zero"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| key_error("log.level", format!("not a valid level filter: {e}")))?;
+        if let Some(file) = &self.log.file {
+            if file.keep == 0 {
+                return Err(key_error("log.file.keep", "must keep at least one copy"));
+            }
+            if file.max_size.as_u64() < 1024 {
+                return Err(key_error("log.file.max_size", "must be at least 1 KiB"));
+            }
+        }
+        for table in self.retention.ttl.keys() {
+            if !schema::tables().any(|t| t.name == table && t.default_ttl.is_some()) {
+                let known: Vec<_> = schema::tables()
+                    .filter(|t| t.default_ttl.is_some())
+                    .map(|t| t.name)
+                    .collect();
+                return Err(key_error(
+                    format!("retention.ttl.{table}"),
+                    format!("no table with a TTL is named so; known: {}", known.join(", ")),
+                ));
+            }
+        }
+        if self.retention.size_check_interval.is_zero() {
+            return Err(key_error("retention.size_check_interval", "must be above zero"));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked: what `check-config` prints.
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("configuration always serializes")
+    }
+}
+
+fn set_key(table: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let (parents, leaf) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut node = table;
+    for part in parents.split('.').filter(|p| !p.is_empty()) {
+        node = node
+            .entry(part)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| key_error(part, "must be a table"))?;
+    }
+    node.insert(leaf.to_owned(), value);
+    Ok(())
+}
+
+/// ClickHouse identifiers logbook accepts unquoted-safe: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logbook.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), |k| {
+            env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load(None, |_| None).unwrap();
+        assert_eq!(config.clickhouse.database, "logbook");
+        assert_eq!(config.retention.server_logs_max_bytes, ByteSize::gib(10));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_str("[clickhouse]\nurll = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("clickhouse") && err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named_with_its_key() {
+        let err = load_str("[server]\nlisten = \"nowhere\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = load_str("[retention.ttl]\napi_calls = \"seven days\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retention.ttl") && err.contains("api_calls"), "{err}");
+    }
+
+    #[test]
+    fn unknown_retention_table_is_refused() {
+        let err = load_str("[retention.ttl]\napi_calz = \"7d\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("retention.ttl.api_calz"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let config = load_str(
+            "[clickhouse]\nurl = \"http://file:8123\"\n",
+            &[
+                ("LOGBOOK_CLICKHOUSE_URL", "http://env:8123"),
+                ("LOGBOOK_CLICKHOUSE_PASSWORD", "s3cret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.clickhouse.url, "http://env:8123");
+        assert_eq!(config.clickhouse.password.expose(), "s3cret");
+        assert!(!config.to_masked_toml().contains("s3cret"));
+    }
+
+    #[test]
+    fn credentials_in_url_are_refused() {
+        let err = load_str("[clickhouse]\nurl = \"http://u:p@h:8123\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clickhouse.url"), "{err}");
+    }
+
+    #[test]
+    fn database_must_be_an_identifier() {
+        let err = load_str("[clickhouse]\ndatabase = \"x; DROP\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clickhouse.database"), "{err}");
+    }
+}

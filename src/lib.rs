@@ -1,0 +1,12 @@
+//! logbook: receives OpenTelemetry logs and traces from backend services and stores them in
+//! ClickHouse, one typed table per kind of log, with retention, alerts and dashboards.
+//!
+//! Data flows one way: receive → decode → route to a log kind → batch → durable queue → sink.
+//! Today's modules: [`config`], [`logging`] (logbook's own logs), [`schema`] (every table,
+//! defined once), [`store`] (ClickHouse client, migrations, retention) and [`serve`].
+
+pub mod config;
+pub mod logging;
+pub mod schema;
+pub mod serve;
+pub mod store;

@@ -1,0 +1,92 @@
+//! logbook's own logs: text or JSON on stderr, optionally also in size-rotated, compressed
+//! files, with a level that can be changed while running.
+
+use std::io;
+
+use file_rotate::compression::Compression;
+use file_rotate::suffix::{AppendTimestamp, FileLimit};
+use file_rotate::{ContentLimit, FileRotate};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
+
+use crate::config::{LogConfig, LogFileConfig, LogFormat};
+
+/// Changes the level filter of a running logbook (the settings API will call this).
+#[derive(Clone)]
+pub struct LevelHandle(reload::Handle<EnvFilter, Registry>);
+
+impl LevelHandle {
+    pub fn set(&self, directives: &str) -> Result<(), String> {
+        let filter = EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+        self.0.reload(filter).map_err(|e| e.to_string())
+    }
+}
+
+/// Keeps the file writer's background thread alive; drop it last so buffered lines reach disk.
+pub struct Logging {
+    pub level: LevelHandle,
+    _file_guard: Option<WorkerGuard>,
+}
+
+/// Installs the global subscriber. Call once, before anything logs.
+pub fn init(config: &LogConfig) -> io::Result<Logging> {
+    let filter = EnvFilter::try_new(&config.level).map_err(io::Error::other)?;
+    let (filter, handle) = reload::Layer::new(filter);
+    let mut outputs = vec![format_layer(config.format, io::stderr)];
+    let guard = match &config.file {
+        Some(file) => {
+            let (writer, guard) = tracing_appender::non_blocking(rotating_file(file)?);
+            outputs.push(format_layer(config.format, writer));
+            Some(guard)
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(outputs)
+        .try_init()
+        .map_err(io::Error::other)?;
+    Ok(Logging {
+        level: LevelHandle(handle),
+        _file_guard: guard,
+    })
+}
+
+type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+
+fn format_layer<W>(format: LogFormat, writer: W) -> Box<dyn Layer<Filtered> + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Text => layer.with_ansi(false).boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+    }
+}
+
+/// A log file that rotates at `max_size`: the full file is renamed with its date and time
+/// (`logbook.log.20261121T093806`), gzip-compressed when configured, and only the newest
+/// `keep` copies are kept. Rotation is `file-rotate`'s, a maintained crate.
+pub fn rotating_file(config: &LogFileConfig) -> io::Result<FileRotate<AppendTimestamp>> {
+    if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    Ok(FileRotate::new(
+        &config.path,
+        AppendTimestamp::with_format(
+            "%Y%m%dT%H%M%S%.3f",
+            FileLimit::MaxFiles(config.keep),
+            file_rotate::suffix::DateFrom::Now,
+        ),
+        ContentLimit::BytesSurpassed(config.max_size.as_u64() as usize),
+        if config.compress {
+            Compression::OnRotate(0)
+        } else {
+            Compression::None
+        },
+        None,
+    ))
+}

@@ -1,0 +1,313 @@
+//! SQL text for the schema, rendered from the table definitions.
+//!
+//! All identifiers here come from logbook's own definitions or from the database name, which
+//! configuration validation restricts to `[A-Za-z_][A-Za-z0-9_]*`; no user input is pasted.
+//! Every statement is idempotent (`IF NOT EXISTS`), so replicas may run them concurrently.
+//! A cluster deployment changes only this file: `ON CLUSTER` after each name and
+//! Replicated engines.
+
+use std::time::Duration;
+
+use super::otel::TRACE_ID_TS_MV;
+use super::{KINDS, OTEL_LOGS, OTEL_TRACES_TRACE_ID_TS, Role, TableDef};
+
+/// The TTL wanted for a table: its retention and, for `otel_logs`, the low-severity one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ttl {
+    pub keep: Option<Duration>,
+    pub keep_low_severity: Option<Duration>,
+}
+
+/// Statements for one database.
+#[derive(Debug, Clone)]
+pub struct Ddl {
+    database: String,
+}
+
+/// A skip index as rendered: name, expression, type, granularity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub name: String,
+    pub expr: String,
+    pub kind: String,
+    pub granularity: u32,
+}
+
+impl Ddl {
+    pub fn new(database: &str) -> Ddl {
+        debug_assert!(crate::config::is_identifier(database));
+        Ddl {
+            database: database.to_owned(),
+        }
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    fn qualified(&self, table: &str) -> String {
+        format!("`{}`.`{}`", self.database, table)
+    }
+
+    pub fn create_database(&self) -> String {
+        format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)
+    }
+
+    pub fn create_table(&self, table: &TableDef, ttl: Ttl) -> String {
+        let mut lines: Vec<String> = table
+            .all_columns()
+            .map(|c| format!("    `{}` {}", c.name, c.ch_type))
+            .collect();
+        lines.extend(indexes(table).iter().map(|i| {
+            format!(
+                "    INDEX {} {} TYPE {} GRANULARITY {}",
+                i.name, i.expr, i.kind, i.granularity
+            )
+        }));
+        let mut sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (\n{}\n) ENGINE = {}\nPARTITION BY {}\n",
+            self.qualified(table.name),
+            lines.join(",\n"),
+            table.engine,
+            table.partition_by,
+        );
+        if let Some(primary_key) = table.primary_key {
+            sql += &format!("PRIMARY KEY {primary_key}\n");
+        }
+        sql += &format!("ORDER BY {}\n", table.order_by);
+        if let Some(expr) = ttl_expression(table, ttl) {
+            sql += &format!("TTL {expr}\n");
+        }
+        let settings: Vec<_> = settings(table, ttl)
+            .into_iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        sql += &format!("SETTINGS {}", settings.join(", "));
+        sql
+    }
+
+    pub fn add_column(&self, table: &TableDef, column: &str, after: Option<&str>) -> String {
+        let def = table.column(column).expect("column of the table");
+        let after = after.map(|a| format!(" AFTER `{a}`")).unwrap_or_default();
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS `{}` {}{after}",
+            self.qualified(table.name),
+            def.name,
+            def.ch_type
+        )
+    }
+
+    pub fn add_index(&self, table: &TableDef, index: &Index) -> String {
+        format!(
+            "ALTER TABLE {} ADD INDEX IF NOT EXISTS {} {} TYPE {} GRANULARITY {}",
+            self.qualified(table.name),
+            index.name,
+            index.expr,
+            index.kind,
+            index.granularity
+        )
+    }
+
+    /// Changing a TTL with `materialize_ttl_after_modify = 0` does not rewrite existing parts:
+    /// new parts get the new TTL at once, old ones on their next merge (or on
+    /// `ALTER TABLE … MATERIALIZE TTL`, which `logbook migrate --materialize-ttl` runs).
+    pub fn modify_ttl(&self, table: &TableDef, ttl: Ttl) -> String {
+        match ttl_expression(table, ttl) {
+            Some(expr) => format!(
+                "ALTER TABLE {} MODIFY TTL {expr} SETTINGS materialize_ttl_after_modify = 0",
+                self.qualified(table.name)
+            ),
+            None => format!("ALTER TABLE {} REMOVE TTL", self.qualified(table.name)),
+        }
+    }
+
+    pub fn materialize_ttl(&self, table: &TableDef) -> String {
+        format!("ALTER TABLE {} MATERIALIZE TTL", self.qualified(table.name))
+    }
+
+    pub fn modify_settings(&self, table: &TableDef, ttl: Ttl) -> String {
+        let settings: Vec<_> = settings(table, ttl)
+            .into_iter()
+            .filter(|(k, _)| *k != "index_granularity")
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        format!(
+            "ALTER TABLE {} MODIFY SETTING {}",
+            self.qualified(table.name),
+            settings.join(", ")
+        )
+    }
+
+    /// Materialized views, as (name, CREATE statement): the trace-id lookup and one
+    /// `<kind>_errors_mv` per kind that has an error mapping.
+    pub fn views(&self) -> Vec<(String, String)> {
+        let (name, source, select) = TRACE_ID_TS_MV;
+        let mut views = vec![(
+            name.to_owned(),
+            format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS {}",
+                self.qualified(name),
+                self.qualified(OTEL_TRACES_TRACE_ID_TS.name),
+                select.replace("{source}", &self.qualified(source))
+            ),
+        )];
+        for kind in KINDS {
+            let Some(errors) = kind.errors else { continue };
+            let name = format!("{}_errors_mv", kind.name);
+            let sql = format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS SELECT time, '{}' AS kind, \
+                 toString({}) AS source, toString({}) AS code, toString({}) AS message, \
+                 toString({}) AS severity, tenant, service, environment, id AS related_id, \
+                 trace_id FROM {} WHERE {}",
+                self.qualified(&name),
+                self.qualified(super::ERRORS.name),
+                kind.name,
+                errors.source,
+                errors.code,
+                errors.message,
+                errors.severity,
+                self.qualified(kind.name),
+                errors.when
+            );
+            views.push((name, sql));
+        }
+        views
+    }
+}
+
+/// The table's skip indexes: its own, plus for log kinds a bloom filter on `trace_id` and a
+/// token bloom filter on every searchable column.
+pub fn indexes(table: &TableDef) -> Vec<Index> {
+    let mut out: Vec<Index> = table
+        .indexes
+        .iter()
+        .map(|i| Index {
+            name: i.name.into(),
+            expr: i.expr.into(),
+            kind: i.kind.into(),
+            granularity: i.granularity,
+        })
+        .collect();
+    if table.common_columns {
+        out.push(Index {
+            name: "idx_trace_id".into(),
+            expr: "trace_id".into(),
+            kind: "bloom_filter(0.001)".into(),
+            granularity: 1,
+        });
+        for column in table.columns.iter().filter(|c| c.role == Role::Search) {
+            out.push(Index {
+                name: format!("idx_{}", column.name),
+                expr: column.name.into(),
+                kind: "tokenbf_v1(32768, 3, 0)".into(),
+                granularity: 4,
+            });
+        }
+    }
+    out
+}
+
+/// The TTL expression list, in the form ClickHouse itself prints in `engine_full` (so the
+/// migration can compare what is with what should be).
+pub fn ttl_expression(table: &TableDef, ttl: Ttl) -> Option<String> {
+    let keep = ttl.keep.map(|d| format!("{} + {}", table.ttl_from, interval(d)));
+    let low = (table.name == OTEL_LOGS.name)
+        .then_some(ttl.keep_low_severity)
+        .flatten()
+        .map(|d| {
+            format!(
+                "{} + {} WHERE SeverityNumber < 9",
+                table.ttl_from,
+                interval(d)
+            )
+        });
+    let parts: Vec<String> = keep.into_iter().chain(low).collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn interval(d: Duration) -> String {
+    let secs = d.as_secs().max(1);
+    if secs % 86_400 == 0 {
+        format!("toIntervalDay({})", secs / 86_400)
+    } else {
+        format!("toIntervalSecond({secs})")
+    }
+}
+
+/// A low-severity TTL deletes rows, not whole parts, so it needs row-level TTL merges.
+fn settings(table: &TableDef, ttl: Ttl) -> Vec<(&'static str, &'static str)> {
+    let row_level = table.name == OTEL_LOGS.name && ttl.keep_low_severity.is_some();
+    table
+        .settings
+        .iter()
+        .map(|&(k, v)| match k {
+            "ttl_only_drop_parts" if row_level => (k, "0"),
+            _ => (k, v),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ApiCall, LogKind};
+
+    fn days(n: u64) -> Option<Duration> {
+        Some(Duration::from_secs(n * 86_400))
+    }
+
+    #[test]
+    fn ttl_in_whole_days_or_seconds() {
+        let t = ApiCall::TABLE;
+        let ttl = |keep| Ttl {
+            keep,
+            keep_low_severity: None,
+        };
+        assert_eq!(
+            ttl_expression(t, ttl(days(7))).unwrap(),
+            "toDateTime(time) + toIntervalDay(7)"
+        );
+        assert_eq!(
+            ttl_expression(t, ttl(Some(Duration::from_secs(90)))).unwrap(),
+            "toDateTime(time) + toIntervalSecond(90)"
+        );
+        assert_eq!(ttl_expression(t, ttl(None)), None);
+    }
+
+    #[test]
+    fn low_severity_ttl_only_on_otel_logs_and_switches_to_row_level_deletes() {
+        let ttl = Ttl {
+            keep: days(30),
+            keep_low_severity: days(1),
+        };
+        assert_eq!(
+            ttl_expression(&OTEL_LOGS, ttl).unwrap(),
+            "TimestampTime + toIntervalDay(30), TimestampTime + toIntervalDay(1) WHERE SeverityNumber < 9"
+        );
+        assert!(
+            Ddl::new("db")
+                .create_table(&OTEL_LOGS, ttl)
+                .contains("ttl_only_drop_parts = 0")
+        );
+        assert_eq!(
+            ttl_expression(ApiCall::TABLE, ttl).unwrap(),
+            "toDateTime(time) + toIntervalDay(30)"
+        );
+    }
+
+    #[test]
+    fn searchable_columns_get_token_indexes() {
+        let names: Vec<_> = indexes(ApiCall::TABLE).into_iter().map(|i| i.name).collect();
+        assert!(names.contains(&"idx_trace_id".to_owned()));
+        assert!(names.contains(&"idx_request_body".to_owned()));
+        assert!(!names.contains(&"idx_bot".to_owned()));
+    }
+
+    #[test]
+    fn one_error_view_per_kind_with_a_mapping() {
+        let views = Ddl::new("db").views();
+        let with_errors = KINDS.iter().filter(|k| k.errors.is_some()).count();
+        assert_eq!(views.len(), with_errors + 1);
+        assert!(views.iter().any(|(n, _)| n == "api_calls_errors_mv"));
+    }
+}

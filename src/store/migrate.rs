@@ -1,0 +1,333 @@
+//! `logbook migrate`: brings a database to the schema of the definitions, without data loss.
+//!
+//! The plan is computed from what the server reports (`system.tables`, `system.columns`,
+//! `system.data_skipping_indices`) against what the definitions want: missing tables and
+//! views are created, missing columns and indexes added, TTLs and TTL-related settings
+//! changed when the configured retention differs. Columns are never dropped or retyped.
+//! Every statement is idempotent, so several replicas may migrate at once; each applied step
+//! is recorded in `logbook_migrations` with the schema version, and a database recorded at a
+//! newer version than this binary's is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+
+use super::{StoreError, bounded};
+use crate::config::Config;
+use crate::schema::ddl::{self, Ddl, Ttl};
+use crate::schema::{self, TableDef};
+
+/// Bump when the definitions change; `schema_fingerprint_is_recorded` fails until you do.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const MIGRATIONS_TABLE: &str = "logbook_migrations";
+
+/// One statement of a plan, with a sentence saying what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub table: String,
+    pub description: String,
+    pub sql: String,
+}
+
+pub struct Migrator {
+    client: clickhouse::Client,
+    ddl: Ddl,
+    config: Config,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct TableRow {
+    name: String,
+    engine_full: String,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct NameRow {
+    table: String,
+    name: String,
+}
+
+/// What the server has now, per table.
+#[derive(Debug, Default)]
+struct Current {
+    tables: BTreeMap<String, String>,
+    columns: BTreeMap<String, BTreeSet<String>>,
+    indexes: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Migrator {
+    /// `client` must not be bound to a database: the database may not exist yet.
+    pub fn new(client: clickhouse::Client, config: &Config) -> Migrator {
+        Migrator {
+            client,
+            ddl: Ddl::new(&config.clickhouse.database),
+            config: config.clone(),
+        }
+    }
+
+    fn ttl(&self, table: &TableDef) -> Ttl {
+        Ttl {
+            keep: self.config.retention.ttl_of(table),
+            keep_low_severity: self.config.retention.otel_logs_low_severity_ttl,
+        }
+    }
+
+    async fn current(&self) -> Result<Current, StoreError> {
+        let limit = self.config.clickhouse.request_timeout;
+        let db = self.ddl.database();
+        let tables = bounded(
+            limit,
+            self.client
+                .query("SELECT name, engine_full FROM system.tables WHERE database = {db:String}")
+                .param("db", db)
+                .fetch_all::<TableRow>(),
+        )
+        .await?;
+        let mut current = Current {
+            tables: tables.into_iter().map(|t| (t.name, t.engine_full)).collect(),
+            ..Current::default()
+        };
+        for (source, target) in [
+            ("system.columns", &mut current.columns),
+            ("system.data_skipping_indices", &mut current.indexes),
+        ] {
+            let sql = format!("SELECT table, name FROM {source} WHERE database = {{db:String}}");
+            let rows = bounded(
+                limit,
+                self.client.query(&sql).param("db", db).fetch_all::<NameRow>(),
+            )
+            .await?;
+            for row in rows {
+                target.entry(row.table).or_default().insert(row.name);
+            }
+        }
+        Ok(current)
+    }
+
+    /// The statements that would bring the database up to date, in order.
+    pub async fn plan(&self) -> Result<Vec<Step>, StoreError> {
+        let current = self.current().await?;
+        let mut steps = Vec::new();
+        let mut step = |table: &str, description: String, sql: String| {
+            steps.push(Step {
+                table: table.to_owned(),
+                description,
+                sql,
+            })
+        };
+        if current.tables.is_empty() {
+            step("", format!("create database {}", self.ddl.database()), self.ddl.create_database());
+        }
+        if !current.tables.contains_key(MIGRATIONS_TABLE) {
+            step(MIGRATIONS_TABLE, "create the migrations record".into(), self.create_migrations_table());
+        }
+        for table in schema::tables() {
+            let ttl = self.ttl(table);
+            let Some(engine_full) = current.tables.get(table.name) else {
+                step(table.name, format!("create table {}", table.name), self.ddl.create_table(table, ttl));
+                continue;
+            };
+            let columns = current.columns.get(table.name).cloned().unwrap_or_default();
+            let mut previous = None;
+            for column in table.all_columns() {
+                // A Nested column shows up as its `Name.field` sub-columns.
+                let nested = format!("{}.", column.name);
+                let present = columns.contains(column.name)
+                    || columns.iter().any(|c| c.starts_with(&nested));
+                if !present {
+                    step(
+                        table.name,
+                        format!("add column {}.{} {}", table.name, column.name, column.type_name()),
+                        self.ddl.add_column(table, column.name, previous),
+                    );
+                }
+                previous = Some(column.name);
+            }
+            let indexes = current.indexes.get(table.name).cloned().unwrap_or_default();
+            for index in ddl::indexes(table) {
+                if !indexes.contains(&index.name) {
+                    step(
+                        table.name,
+                        format!("add index {}.{}", table.name, index.name),
+                        self.ddl.add_index(table, &index),
+                    );
+                }
+            }
+            let want = ddl::ttl_expression(table, ttl);
+            let have = ttl_of_engine(engine_full);
+            if normalize(want.as_deref()) != normalize(have.as_deref()) {
+                step(
+                    table.name,
+                    format!(
+                        "change TTL of {} from {} to {}",
+                        table.name,
+                        have.as_deref().unwrap_or("none"),
+                        want.as_deref().unwrap_or("none")
+                    ),
+                    self.ddl.modify_ttl(table, ttl),
+                );
+            }
+            let modify = self.ddl.modify_settings(table, ttl);
+            let wanted = modify.rsplit("MODIFY SETTING ").next().unwrap_or_default();
+            if wanted.split(", ").any(|setting| !engine_full.contains(setting)) {
+                step(table.name, format!("set {wanted} on {}", table.name), modify);
+            }
+        }
+        for (name, sql) in self.ddl.views() {
+            if !current.tables.contains_key(&name) {
+                step(&name, format!("create materialized view {name}"), sql);
+            }
+        }
+        Ok(steps)
+    }
+
+    fn create_migrations_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{}`.`{MIGRATIONS_TABLE}` (\
+             version UInt32, step String, statement String, \
+             applied_at DateTime64(3, 'UTC') DEFAULT now64(3), \
+             applied_by LowCardinality(String), logbook_version LowCardinality(String)\
+             ) ENGINE = MergeTree ORDER BY (version, applied_at)",
+            self.ddl.database()
+        )
+    }
+
+    /// The newest schema version recorded, if the database has been migrated before.
+    pub async fn recorded_version(&self) -> Result<Option<u32>, StoreError> {
+        let limit = self.config.clickhouse.request_timeout;
+        let exists = bounded(
+            limit,
+            self.client
+                .query("SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}")
+                .param("db", self.ddl.database())
+                .param("t", MIGRATIONS_TABLE)
+                .fetch_one::<u64>(),
+        )
+        .await?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT max(version) FROM `{}`.`{MIGRATIONS_TABLE}`",
+            self.ddl.database()
+        );
+        let version = bounded(limit, self.client.query(&sql).fetch_one::<u32>()).await?;
+        Ok((version > 0).then_some(version))
+    }
+
+    /// Plans and applies; returns the steps applied. With `materialize_ttl`, tables whose TTL
+    /// changed are rewritten now rather than on their next merges.
+    pub async fn run(&self, materialize_ttl: bool) -> Result<Vec<Step>, StoreError> {
+        if let Some(found) = self.recorded_version().await? {
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+        }
+        let limit = self.config.clickhouse.request_timeout;
+        let mut steps = self.plan().await?;
+        if materialize_ttl {
+            let changed: BTreeSet<_> = steps
+                .iter()
+                .filter(|s| s.description.starts_with("change TTL"))
+                .map(|s| s.table.clone())
+                .collect();
+            for table in changed.iter().filter_map(|t| schema::table(t)) {
+                steps.push(Step {
+                    table: table.name.into(),
+                    description: format!("apply the new TTL to existing parts of {}", table.name),
+                    sql: self.ddl.materialize_ttl(table),
+                });
+            }
+        }
+        for step in &steps {
+            tracing::info!(step = %step.description, "migrating");
+            bounded(limit, self.client.query(&step.sql).execute()).await?;
+        }
+        if !steps.is_empty() || self.recorded_version().await? != Some(SCHEMA_VERSION) {
+            self.record(&steps).await?;
+        }
+        Ok(steps)
+    }
+
+    async fn record(&self, steps: &[Step]) -> Result<(), StoreError> {
+        let host = std::env::var("HOSTNAME").unwrap_or_default();
+        let marker = [Step {
+            table: String::new(),
+            description: format!("schema version {SCHEMA_VERSION}"),
+            sql: String::new(),
+        }];
+        let steps = if steps.is_empty() { &marker[..] } else { steps };
+        for step in steps {
+            let sql = format!(
+                "INSERT INTO `{}`.`{MIGRATIONS_TABLE}` (version, step, statement, applied_by, logbook_version) \
+                 VALUES ({{v:UInt32}}, {{step:String}}, {{sql:String}}, {{host:String}}, {{lv:String}})",
+                self.ddl.database()
+            );
+            let query = self
+                .client
+                .query(&sql)
+                .param("v", SCHEMA_VERSION)
+                .param("step", &step.description)
+                .param("sql", &step.sql)
+                .param("host", &host)
+                .param("lv", env!("CARGO_PKG_VERSION"));
+            bounded(self.config.clickhouse.request_timeout, query.execute()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The TTL clause of a table's `engine_full`, as ClickHouse prints it.
+fn ttl_of_engine(engine_full: &str) -> Option<String> {
+    let start = engine_full.find(" TTL ")? + " TTL ".len();
+    let rest = &engine_full[start..];
+    let end = rest.find(" SETTINGS ").unwrap_or(rest.len());
+    Some(rest[..end].trim().to_owned())
+}
+
+fn normalize(ttl: Option<&str>) -> String {
+    ttl.unwrap_or_default().split_whitespace().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_read_from_engine_full() {
+        let engine = "MergeTree PARTITION BY toDate(time) ORDER BY (bot, time) \
+                      TTL toDateTime(time) + toIntervalDay(7) SETTINGS index_granularity = 8192";
+        assert_eq!(
+            ttl_of_engine(engine).as_deref(),
+            Some("toDateTime(time) + toIntervalDay(7)")
+        );
+        assert_eq!(ttl_of_engine("MergeTree ORDER BY x"), None);
+    }
+
+    /// The DDL of every table, hashed: changing a definition changes it, and this test then
+    /// asks for a new SCHEMA_VERSION so deployed databases can tell schemas apart.
+    #[test]
+    fn schema_fingerprint_is_recorded() {
+        let ddl = Ddl::new("db");
+        let mut text: String = schema::tables()
+            .map(|table| ddl.create_table(table, Ttl::default()))
+            .collect();
+        text.extend(ddl.views().into_iter().map(|(_, sql)| sql));
+        // FNV-1a: stable across Rust releases, unlike std's DefaultHasher.
+        let fingerprint = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let recorded: &[(u32, u64)] = &[(1, FINGERPRINT_V1)];
+        assert_eq!(
+            recorded.last(),
+            Some(&(SCHEMA_VERSION, fingerprint)),
+            "the schema changed: bump SCHEMA_VERSION and record fingerprint {fingerprint}"
+        );
+    }
+
+    const FINGERPRINT_V1: u64 = 0;
+}
