@@ -90,3 +90,49 @@ pub fn rotating_file(config: &LogFileConfig) -> io::Result<FileRotate<AppendTime
         None,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    #[test]
+    fn log_files_rotate_at_size_keep_n_compressed_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogFileConfig {
+            path: dir.path().join("logbook.log"),
+            max_size: bytesize::ByteSize::kib(1),
+            keep: 3,
+            compress: true,
+        };
+        let mut file = rotating_file(&config).unwrap();
+        let line = format!("{}\n", "x".repeat(99));
+        for _ in 0..100 {
+            file.write_all(line.as_bytes()).unwrap();
+            // Distinct names for each rotation: the suffix has millisecond resolution.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        file.flush().unwrap();
+        drop(file);
+
+        let mut rotated: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap() != "logbook.log")
+            .collect();
+        rotated.sort();
+        assert_eq!(rotated.len(), 3, "{rotated:?}");
+        for path in &rotated {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("logbook.log.20") && name.ends_with(".gz"), "{name}");
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+                .read_to_string(&mut text)
+                .unwrap();
+            assert!(text.len() > 1024 && text.lines().all(|l| l == &line[..99]), "{name}");
+        }
+        let active = std::fs::metadata(dir.path().join("logbook.log")).unwrap().len();
+        assert!(active <= 1024 + 100, "active file is {active} bytes");
+    }
+}

@@ -201,10 +201,10 @@ impl Default for RetentionConfig {
 }
 
 impl RetentionConfig {
-    /// The effective time to live of a table: the override, else the table's default.
-    /// `None` means rows are kept forever.
+    /// The effective time to live of a table (after loading, `ttl` holds every table's, the
+    /// defaults included). `None` means rows are kept forever.
     pub fn ttl_of(&self, table: &schema::TableDef) -> Option<Duration> {
-        let ttl = self.ttl.get(table.name).copied().or(table.default_ttl)?;
+        let ttl = self.ttl.get(table.name).copied()?;
         (!ttl.is_zero()).then_some(ttl)
     }
 }
@@ -275,13 +275,19 @@ impl Config {
                 set_key(&mut table, key, value)?;
             }
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let key = e.path().to_string();
                 let message = e.into_inner().message().to_owned();
                 key_error(if key == "." { "(top level)".into() } else { key }, message)
             })?;
         config.validate()?;
+        // Resolve defaults so check-config shows every table's effective retention.
+        for table in schema::tables() {
+            if let Some(ttl) = table.default_ttl {
+                config.retention.ttl.entry(table.name.to_owned()).or_insert(ttl);
+            }
+        }
         Ok(config)
     }
 

@@ -30,7 +30,7 @@ macro_rules! log_kind {
         }
     ) => {
         $(#[doc = $kdoc])*
-        #[derive(Debug, Clone, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
         pub struct $name {
             pub id: RowId,
             pub time: Ts,

@@ -161,7 +161,7 @@ pub struct Rejection {
 }
 
 /// A log kind: one typed table, and the row struct inserted into it.
-pub trait LogKind: clickhouse::Row + serde::Serialize + Send + Sync + Sized + 'static {
+pub trait LogKind: clickhouse::RowOwned + clickhouse::RowWrite + Send + Sync + Sized {
     const TABLE: &'static TableDef;
     /// Builds a row from a record, or names the first column that is missing or malformed.
     fn from_record(record: &dyn RecordView) -> Result<Self, Rejection>;

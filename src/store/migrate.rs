@@ -329,5 +329,5 @@ mod tests {
         );
     }
 
-    const FINGERPRINT_V1: u64 = 0;
+    const FINGERPRINT_V1: u64 = 6627187862584476089;
 }

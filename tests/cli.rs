@@ -1,0 +1,126 @@
+//! The `logbook` command as an operator meets it: exit codes, messages, and secrets that never
+//! reach its output or its logs. No ClickHouse needed.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_logbook");
+
+fn logbook(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("LOGBOOK_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn config_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logbook.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path.display().to_string())
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let (code, out, _) = logbook(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for sub in ["serve", "migrate", "check-config"] {
+        assert!(out.contains(sub), "{out}");
+    }
+}
+
+#[test]
+fn bundled_config_file_is_valid_and_documents_the_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/logbook.toml");
+    let (code, with_file, err) = logbook(&["check-config", "--config", path], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (_, defaults, _) = logbook(&["check-config"], &[]);
+    assert_eq!(with_file, defaults, "config/logbook.toml must state the defaults");
+}
+
+#[test]
+fn unknown_key_exits_2_naming_it() {
+    let (_dir, path) = config_file("[server]\nlisten = \"127.0.0.1:1\"\nlissen = 1\n");
+    let (code, _, err) = logbook(&["check-config", "-c", &path], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("server.lissen"), "{err}");
+}
+
+#[test]
+fn bad_value_exits_2_naming_the_key() {
+    let (_dir, path) = config_file("[log]\nformat = \"xml\"\n");
+    let (code, _, err) = logbook(&["check-config", "-c", &path], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("log.format"), "{err}");
+    let (_dir, path) = config_file("[retention]\nserver_logs_max_bytes = \"lots\"\n");
+    let (code, _, err) = logbook(&["check-config", "-c", &path], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("retention.server_logs_max_bytes"), "{err}");
+}
+
+#[test]
+fn unreadable_file_exits_2_naming_it() {
+    let (code, _, err) = logbook(&["check-config", "-c", "/nonexistent/logbook.toml"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/logbook.toml"), "{err}");
+}
+
+#[test]
+fn check_config_masks_secrets_from_every_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("pw");
+    std::fs::write(&secret_file, "from-file-9f3a\n").unwrap();
+    let (_d, inline) = config_file("[clickhouse]\npassword = \"inline-7c1e\"\n");
+    let (code, out, err) = logbook(&["check-config", "-c", &inline], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("inline-7c1e") && out.contains("********"), "{out}");
+
+    let (code, out, err) = logbook(
+        &["check-config"],
+        &[("LOGBOOK_CLICKHOUSE_PASSWORD_FILE", secret_file.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("from-file-9f3a") && !err.contains("from-file-9f3a"));
+    assert!(out.contains("********"), "{out}");
+
+    let (code, out, err) = logbook(&["check-config"], &[("LOGBOOK_CLICKHOUSE_PASSWORD", "env-5b2d")]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("env-5b2d") && !err.contains("env-5b2d"));
+}
+
+#[test]
+fn serve_logs_never_contain_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("logbook.log");
+    let (_d, path) = config_file(&format!(
+        "[clickhouse]\nurl = \"http://127.0.0.1:9\"\npassword = \"pw-serve-41d7\"\n\
+         [server]\nlisten = \"127.0.0.1:0\"\nreadiness_probe_interval = \"100ms\"\n\
+         [log]\nlevel = \"trace\"\nformat = \"json\"\n[log.file]\npath = {:?}\n",
+        log_path.display().to_string()
+    ));
+    let mut child = Command::new(BIN)
+        .args(["serve", "-c", &path])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // SIGTERM: a graceful stop flushes the file writer.
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(term.unwrap().success());
+    assert!(child.wait().unwrap().success(), "serve exits 0 on SIGTERM");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let file = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(stderr.contains("clickhouse unreachable"), "{stderr}");
+    assert!(file.contains("clickhouse unreachable"), "{file}");
+    assert!(!stderr.contains("pw-serve-41d7") && !file.contains("pw-serve-41d7"));
+}

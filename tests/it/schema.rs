@@ -1,0 +1,469 @@
+//! The schema on the real engine: migrations (fresh, repeated, retention change, added
+//! column, concurrent, newer schema), inserts into every table, the errors views, TTL expiry
+//! of every table, the low-severity TTL, and the server_logs size cap.
+
+use std::time::Duration;
+
+use logbook::config::Config;
+use logbook::schema::{self, LogKind, RowId, Ts};
+use logbook::store::migrate::{Migrator, SCHEMA_VERSION};
+use logbook::store::{StoreError, size_cap};
+use serde::Deserialize;
+
+use crate::harness::{TestDb, test_db};
+
+/// logbook's configuration for a test database, through the documented env overrides.
+pub fn config_for(db: &TestDb, extra: &str) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logbook.toml");
+    std::fs::write(&path, extra).unwrap();
+    Config::load(Some(&path), |key| match key {
+        "LOGBOOK_CLICKHOUSE_URL" => Some(db.url.clone()),
+        "LOGBOOK_CLICKHOUSE_USER" => Some(db.user.clone()),
+        "LOGBOOK_CLICKHOUSE_PASSWORD" => Some(db.password.clone()),
+        "LOGBOOK_CLICKHOUSE_DATABASE" => Some(db.database.clone()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+pub async fn migrated(name: &str, extra: &str) -> (TestDb, Config) {
+    let db = test_db(name).await;
+    let config = config_for(&db, extra);
+    migrator(&db, &config).run(false).await.unwrap();
+    (db, config)
+}
+
+fn migrator(db: &TestDb, config: &Config) -> Migrator {
+    Migrator::new(db.endpoint().client(), config)
+}
+
+async fn count(db: &TestDb, table: &str) -> u64 {
+    db.client
+        .query(&format!("SELECT count() FROM `{table}`"))
+        .fetch_one::<u64>()
+        .await
+        .unwrap()
+}
+
+async fn count_where(db: &TestDb, table: &str, condition: &str) -> u64 {
+    db.client
+        .query(&format!("SELECT count() FROM `{table}` WHERE {condition}"))
+        .fetch_one::<u64>()
+        .await
+        .unwrap()
+}
+
+async fn engine_full(db: &TestDb, table: &str) -> String {
+    db.client
+        .query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}")
+        .param("t", table)
+        .fetch_one::<String>()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn migrate_creates_every_table_and_view_then_has_nothing_to_do() {
+    let (db, config) = migrated("migrate_fresh", "").await;
+    let names: Vec<String> = db
+        .client
+        .query("SELECT name FROM system.tables WHERE database = currentDatabase()")
+        .fetch_all()
+        .await
+        .unwrap();
+    for table in schema::tables() {
+        assert!(names.iter().any(|n| n == table.name), "missing {}", table.name);
+    }
+    assert!(names.iter().any(|n| n == "otel_traces_trace_id_ts_mv"));
+    assert!(names.iter().any(|n| n == "api_calls_errors_mv"));
+    assert_eq!(migrator(&db, &config).plan().await.unwrap(), vec![]);
+    assert_eq!(migrator(&db, &config).run(false).await.unwrap(), vec![]);
+    assert_eq!(
+        migrator(&db, &config).recorded_version().await.unwrap(),
+        Some(SCHEMA_VERSION)
+    );
+    assert!(engine_full(&db, "api_calls").await.contains("toIntervalDay(7)"));
+    assert!(engine_full(&db, "audit_activity").await.contains("toIntervalDay(365)"));
+    assert!(!engine_full(&db, "server_logs").await.contains(" TTL "));
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let db = test_db("migrate_dry_run").await;
+    let config = config_for(&db, "");
+    let plan = migrator(&db, &config).plan().await.unwrap();
+    assert!(plan.iter().any(|s| s.sql.contains("CREATE TABLE IF NOT EXISTS")));
+    let tables: u64 = db
+        .client
+        .query("SELECT count() FROM system.tables WHERE database = currentDatabase()")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(tables, 0);
+}
+
+#[tokio::test]
+async fn retention_change_alters_ttl_and_keeps_every_row() {
+    let (db, _) = migrated("migrate_retention", "").await;
+    db.client
+        .query("INSERT INTO api_calls (id, time, bot) SELECT generateUUIDv7(), now64(9) - toIntervalHour(number), 'b' FROM numbers(100)")
+        .execute()
+        .await
+        .unwrap();
+    let config = config_for(&db, "[retention.ttl]\napi_calls = \"3d\"\nerrors = \"0s\"\n");
+    let plan = migrator(&db, &config).plan().await.unwrap();
+    let descriptions: Vec<_> = plan.iter().map(|s| s.description.as_str()).collect();
+    assert_eq!(plan.len(), 2, "{descriptions:?}");
+    assert!(descriptions.contains(
+        &"change TTL of api_calls from toDateTime(time) + toIntervalDay(7) to toDateTime(time) + toIntervalDay(3)"
+    ));
+    assert!(plan.iter().any(|s| s.sql.ends_with("`errors` REMOVE TTL")));
+    migrator(&db, &config).run(false).await.unwrap();
+    assert!(engine_full(&db, "api_calls").await.contains("toIntervalDay(3)"));
+    assert!(!engine_full(&db, "errors").await.contains(" TTL "));
+    assert_eq!(count(&db, "api_calls").await, 100);
+    assert_eq!(migrator(&db, &config).plan().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn column_missing_from_an_older_table_is_added_without_data_loss() {
+    let (db, config) = migrated("migrate_add_column", "").await;
+    // An older deployment: api_calls without the duration_ms column and its token index.
+    for sql in [
+        "INSERT INTO api_calls (id, time, bot) SELECT generateUUIDv7(), now64(9), 'b' FROM numbers(10)",
+        "ALTER TABLE api_calls DROP COLUMN duration_ms",
+        "ALTER TABLE api_calls DROP INDEX idx_url",
+    ] {
+        db.client.query(sql).execute().await.unwrap();
+    }
+    let steps = migrator(&db, &config).run(false).await.unwrap();
+    let descriptions: Vec<_> = steps.iter().map(|s| s.description.as_str()).collect();
+    assert_eq!(
+        descriptions,
+        ["add column api_calls.duration_ms UInt32", "add index api_calls.idx_url"]
+    );
+    assert_eq!(count(&db, "api_calls").await, 10);
+    // The crate validates the struct against the table: every column must be back.
+    insert(&db, schema::ApiCall { bot: "after".into(), ..row_at(Ts::now()) }).await;
+    assert_eq!(count(&db, "api_calls").await, 11);
+}
+
+#[tokio::test]
+async fn concurrent_migrations_from_several_replicas_converge() {
+    let db = test_db("migrate_concurrent").await;
+    let config = config_for(&db, "");
+    let runs = (0..3).map(|_| {
+        let migrator = migrator(&db, &config);
+        tokio::spawn(async move { migrator.run(false).await.map(|steps| steps.len()) })
+    });
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+    assert_eq!(migrator(&db, &config).plan().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn database_migrated_by_a_newer_logbook_is_refused() {
+    let (db, config) = migrated("migrate_newer", "").await;
+    db.client
+        .query("INSERT INTO logbook_migrations (version, step) VALUES (999, 'future')")
+        .execute()
+        .await
+        .unwrap();
+    let err = migrator(&db, &config).run(false).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err}"
+    );
+}
+
+fn row_at<T: LogKind + Default + HasCommon>(time: Ts) -> T {
+    let mut row = T::default();
+    row.set_common(RowId(uuid::Uuid::now_v7()), time);
+    row
+}
+
+async fn insert<T: LogKind>(db: &TestDb, row: T) {
+    let mut insert = db.client.insert::<T>(T::TABLE.name).await.unwrap();
+    insert.write(&row).await.unwrap();
+    insert.end().await.unwrap();
+}
+
+/// Sets the columns every kind shares; implemented below for each kind.
+pub trait HasCommon {
+    fn set_common(&mut self, id: RowId, time: Ts);
+}
+
+macro_rules! each_kind {
+    ($($kind:ident),* $(,)?) => {
+        $(impl HasCommon for schema::$kind {
+            fn set_common(&mut self, id: RowId, time: Ts) {
+                self.id = id;
+                self.time = time;
+                self.tenant = "t1".into();
+                self.trace_id = "0af7651916cd43dd8448eb211c80319c".into();
+            }
+        })*
+
+        /// One row of every kind through the crate (its schema validation compares each
+        /// struct with `DESCRIBE TABLE`); returns how many kinds were inserted.
+        async fn insert_one_of_each(db: &TestDb) -> usize {
+            let mut kinds = 0;
+            $(
+                insert(db, row_at::<schema::$kind>(Ts::now())).await;
+                kinds += 1;
+            )*
+            kinds
+        }
+    };
+}
+
+each_kind!(
+    ApiCall,
+    IntegrationSyncRun,
+    IntegrationError,
+    IntegrationRequest,
+    TaskSchedulerRun,
+    MailMessage,
+    EventLogEntry,
+    AutomationRun,
+    ScheduleOccurrence,
+    BulkMailCampaign,
+    MonitoringEvent,
+    AuditActivity,
+    AccessLog,
+    WebhookFailure,
+    ServerLog,
+);
+
+#[tokio::test]
+async fn every_typed_table_takes_inserts_through_the_crate() {
+    let (db, _) = migrated("insert_every_kind", "").await;
+    let kinds = insert_one_of_each(&db).await;
+    assert_eq!(kinds, schema::KINDS.len(), "each_kind! must list every kind");
+    for kind in schema::KINDS {
+        assert_eq!(count(&db, kind.name).await, 1, "{}", kind.name);
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct ErrorRow {
+    kind: String,
+    source: String,
+    code: String,
+    message: String,
+    severity: String,
+    tenant: String,
+}
+
+#[tokio::test]
+async fn error_outcomes_of_every_kind_reach_the_errors_table() {
+    let (db, _) = migrated("errors_view", "").await;
+    let call = schema::ApiCall {
+        bot: "billing-bot".into(),
+        status_code: 502,
+        outcome: "error".into(),
+        error_message: "bad gateway".into(),
+        ..row_at(Ts::now())
+    };
+    let fine = schema::ApiCall {
+        bot: "billing-bot".into(),
+        status_code: 200,
+        outcome: "success".into(),
+        ..row_at(Ts::now())
+    };
+    insert(&db, call.clone()).await;
+    insert(&db, fine).await;
+    insert(
+        &db,
+        schema::MailMessage {
+            mailbox: "support@".into(),
+            direction: "outgoing".into(),
+            status: "failed".into(),
+            attempt: 3,
+            error_message: "550 mailbox unavailable".into(),
+            ..row_at(Ts::now())
+        },
+    )
+    .await;
+    insert(
+        &db,
+        schema::MonitoringEvent {
+            severity: "warning".into(),
+            severity_number: 13,
+            message: "4 emails failed".into(),
+            ..row_at(Ts::now())
+        },
+    )
+    .await;
+    let rows: Vec<ErrorRow> = db
+        .client
+        .query("SELECT kind, source, code, message, severity, tenant FROM errors ORDER BY kind")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[0].kind.as_str(), rows[0].source.as_str(), rows[0].code.as_str()),
+        ("api_calls", "billing-bot", "502")
+    );
+    assert_eq!(rows[0].message, "bad gateway");
+    assert_eq!(rows[0].tenant, "t1");
+    assert_eq!(
+        (rows[1].kind.as_str(), rows[1].code.as_str(), rows[1].severity.as_str()),
+        ("mail_messages", "outgoing attempt 3", "error")
+    );
+    let related: String = db
+        .client
+        .query("SELECT toString(related_id) FROM errors WHERE kind = 'api_calls'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(related, call.id.0.to_string());
+}
+
+#[tokio::test]
+async fn otel_tables_accept_the_collector_exporters_inserts() {
+    let (db, _) = migrated("otel_inserts", "").await;
+    // Column lists as the OpenTelemetry Collector's ClickHouse exporter writes them.
+    db.client
+        .query(
+            "INSERT INTO otel_logs (Timestamp, TraceId, SpanId, TraceFlags, SeverityText, \
+             SeverityNumber, ServiceName, Body, ResourceSchemaUrl, ResourceAttributes, \
+             ScopeSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes, EventName) \
+             VALUES (now64(9), 'abc', 'def', 1, 'INFO', 9, 'mail', 'sent', '', \
+             map('service.name', 'mail'), '', 'scope', '1.0', map(), map('k', 'v'), 'logbook.mail')",
+        )
+        .execute()
+        .await
+        .unwrap();
+    db.client
+        .query(
+            "INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, \
+             SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion, \
+             SpanAttributes, Duration, StatusCode, StatusMessage, `Events.Timestamp`, \
+             `Events.Name`, `Events.Attributes`, `Links.TraceId`, `Links.SpanId`, \
+             `Links.TraceState`, `Links.Attributes`) \
+             VALUES (now64(9), 'trace-1', 'span-1', '', '', 'sync', 'Internal', 'integrator', \
+             map(), 'scope', '1', map('http.request.method', 'GET'), 1500000, 'Ok', '', \
+             [now64(9)], ['exception'], [map('exception.message', 'boom')], [], [], [], [])",
+        )
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(count(&db, "otel_logs").await, 1);
+    let time_second: i64 = db
+        .client
+        .query("SELECT toUnixTimestamp(TimestampTime) - toUnixTimestamp(Timestamp) FROM otel_logs")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(time_second, 0, "TimestampTime defaults from Timestamp");
+    let lookups: u64 = db
+        .client
+        .query("SELECT count() FROM otel_traces_trace_id_ts WHERE TraceId = 'trace-1'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(lookups, 1, "the materialized view fills the trace-id lookup");
+}
+
+/// For every table with a TTL: a row that expires seconds after insertion is gone after a
+/// merge, while a fresh row stays. Old rows sit in their own (older) partition, as they would
+/// in production, so `ttl_only_drop_parts` can drop them whole.
+#[tokio::test]
+async fn every_ttl_table_drops_expired_rows_and_keeps_fresh_ones() {
+    let (db, config) = migrated(
+        "ttl_every_table",
+        "[retention]\notel_logs_low_severity_ttl = \"2d\"\n",
+    )
+    .await;
+    let ttl_tables: Vec<_> = schema::tables()
+        .filter_map(|t| config.retention.ttl_of(t).map(|ttl| (t, ttl.as_secs())))
+        .collect();
+    assert_eq!(ttl_tables.len(), schema::tables().count() - 1, "all but server_logs");
+    for (table, ttl) in &ttl_tables {
+        let (insert_columns, values) = match table.name {
+            "otel_logs" => ("Timestamp, SeverityNumber", "9"),
+            "otel_traces" => ("Timestamp, TraceId", "'t'"),
+            "otel_traces_trace_id_ts" => ("Start, TraceId", "'t'"),
+            "errors" => ("time, kind", "'k'"),
+            _ => ("time, id", "generateUUIDv7()"),
+        };
+        for (label, age) in [("expiring", ttl - 4), ("fresh", 3600)] {
+            let sql = format!(
+                "INSERT INTO `{}` ({insert_columns}) SELECT now() - {age}, {values}",
+                table.name
+            );
+            db.client.query(&sql).execute().await.unwrap_or_else(|e| panic!("{label} {sql}: {e}"));
+        }
+    }
+    // The low-severity TTL deletes DEBUG rows only.
+    db.client
+        .query("INSERT INTO otel_logs (Timestamp, SeverityNumber) VALUES (now() - 172796, 5), (now() - 3600, 5)")
+        .execute()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for (table, _) in &ttl_tables {
+        let sql = format!("OPTIMIZE TABLE `{}` FINAL", table.name);
+        db.client.query(&sql).execute().await.unwrap();
+    }
+    for (table, _) in &ttl_tables {
+        // Kinds whose every row is an error also feed `errors`: count only the direct rows.
+        let left = match table.name {
+            "errors" => count(&db, "errors").await - count_where(&db, "errors", "kind != 'k'").await,
+            name => count(&db, name).await,
+        };
+        let want = if table.name == "otel_logs" { 2 } else { 1 };
+        assert_eq!(left, want, "{} keeps only its fresh rows", table.name);
+    }
+    let debug_left: u64 = db
+        .client
+        .query("SELECT count() FROM otel_logs WHERE SeverityNumber = 5")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(debug_left, 1, "the old DEBUG row went, the recent one stayed");
+}
+
+#[tokio::test]
+async fn size_cap_drops_the_oldest_server_log_partitions_and_keeps_the_newest() {
+    let (db, config) = migrated("size_cap", "").await;
+    for days_ago in [3, 2, 1, 0] {
+        let sql = format!(
+            "INSERT INTO server_logs (id, time, category, level, message) \
+             SELECT generateUUIDv7(), now64(9) - toIntervalDay({days_ago}), 'email', 'info', \
+             randomPrintableASCII(200) FROM numbers(2000)"
+        );
+        db.client.query(&sql).execute().await.unwrap();
+    }
+    let limit = config.clickhouse.request_timeout;
+    let roomy = size_cap::enforce(&db.client, &db.database, "server_logs", bytesize::ByteSize::gib(1), limit)
+        .await
+        .unwrap();
+    assert!(roomy.dropped.is_empty());
+    let total = roomy.remaining_bytes;
+    // Room for a bit more than two days: the two oldest go.
+    let cap = bytesize::ByteSize::b(total / 2 + total / 8);
+    let report = size_cap::enforce(&db.client, &db.database, "server_logs", cap, limit)
+        .await
+        .unwrap();
+    assert_eq!(report.dropped.len(), 2, "{report:?}");
+    assert!(report.remaining_bytes <= cap.as_u64());
+    let oldest_left: i64 = db
+        .client
+        .query("SELECT dateDiff('day', min(toDate(time)), today()) FROM server_logs")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(oldest_left, 1);
+    assert_eq!(count(&db, "server_logs").await, 4000);
+    // Even a cap of one byte keeps the newest day.
+    let report = size_cap::enforce(&db.client, &db.database, "server_logs", bytesize::ByteSize::b(1), limit)
+        .await
+        .unwrap();
+    assert_eq!(report.dropped.len(), 1);
+    assert_eq!(count(&db, "server_logs").await, 2000);
+}
