@@ -125,14 +125,22 @@ mod tests {
         assert_eq!(rotated.len(), 3, "{rotated:?}");
         for path in &rotated {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(name.starts_with("logbook.log.20") && name.ends_with(".gz"), "{name}");
+            assert!(
+                name.starts_with("logbook.log.20") && name.ends_with(".gz"),
+                "{name}"
+            );
             let mut text = String::new();
             flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
                 .read_to_string(&mut text)
                 .unwrap();
-            assert!(text.len() > 1024 && text.lines().all(|l| l == &line[..99]), "{name}");
+            assert!(
+                text.len() > 1024 && text.lines().all(|l| l == &line[..99]),
+                "{name}"
+            );
         }
-        let active = std::fs::metadata(dir.path().join("logbook.log")).unwrap().len();
+        let active = std::fs::metadata(dir.path().join("logbook.log"))
+            .unwrap()
+            .len();
         assert!(active <= 1024 + 100, "active file is {active} bytes");
     }
 }

@@ -9,7 +9,10 @@ use logbook::config::Config;
 use logbook::store::{self, migrate::Migrator};
 
 #[derive(Parser)]
-#[command(version, about = "OTLP to ClickHouse pipeline for backend services' logs")]
+#[command(
+    version,
+    about = "OTLP to ClickHouse pipeline for backend services' logs"
+)]
 struct Cli {
     /// Configuration file (TOML); see config/logbook.toml and docs/configuration.md.
     #[arg(long, short, global = true, env = "LOGBOOK_CONFIG")]
@@ -34,10 +37,16 @@ enum Command {
     },
     /// Validate the configuration and print it with secrets masked.
     CheckConfig,
+    /// Print the data dictionary (docs/schema.md) generated from the table definitions.
+    SchemaDocs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::SchemaDocs = cli.command {
+        print!("{}", logbook::schema::dictionary::render());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::load(cli.config.as_deref(), |k| std::env::var(k).ok()) {
         Ok(config) => config,
         Err(e) => {
@@ -65,7 +74,7 @@ fn main() -> ExitCode {
                 dry_run,
                 materialize_ttl,
             } => migrate(&config, dry_run, materialize_ttl).await,
-            Command::CheckConfig => Ok(()),
+            Command::CheckConfig | Command::SchemaDocs => Ok(()),
         }
     });
     drop(logging);

@@ -126,7 +126,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"ready": reasons.is_empty(), "reasons": reasons})))
+    (
+        status,
+        Json(json!({"ready": reasons.is_empty(), "reasons": reasons})),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -167,7 +170,12 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
             state.clone(),
             stop.clone(),
         )),
-        tokio::spawn(enforce_size_cap(client, config.clone(), state.clone(), stop.clone())),
+        tokio::spawn(enforce_size_cap(
+            client,
+            config.clone(),
+            state.clone(),
+            stop.clone(),
+        )),
     ];
 
     let shutdown = {

@@ -43,7 +43,10 @@ fn bundled_config_file_is_valid_and_documents_the_defaults() {
     let (code, with_file, err) = logbook(&["check-config", "--config", path], &[]);
     assert_eq!(code, 0, "{err}");
     let (_, defaults, _) = logbook(&["check-config"], &[]);
-    assert_eq!(with_file, defaults, "config/logbook.toml must state the defaults");
+    assert_eq!(
+        with_file, defaults,
+        "config/logbook.toml must state the defaults"
+    );
 }
 
 #[test]
@@ -81,17 +84,26 @@ fn check_config_masks_secrets_from_every_source() {
     let (_d, inline) = config_file("[clickhouse]\npassword = \"inline-7c1e\"\n");
     let (code, out, err) = logbook(&["check-config", "-c", &inline], &[]);
     assert_eq!(code, 0, "{err}");
-    assert!(!out.contains("inline-7c1e") && out.contains("********"), "{out}");
+    assert!(
+        !out.contains("inline-7c1e") && out.contains("********"),
+        "{out}"
+    );
 
     let (code, out, err) = logbook(
         &["check-config"],
-        &[("LOGBOOK_CLICKHOUSE_PASSWORD_FILE", secret_file.to_str().unwrap())],
+        &[(
+            "LOGBOOK_CLICKHOUSE_PASSWORD_FILE",
+            secret_file.to_str().unwrap(),
+        )],
     );
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("from-file-9f3a") && !err.contains("from-file-9f3a"));
     assert!(out.contains("********"), "{out}");
 
-    let (code, out, err) = logbook(&["check-config"], &[("LOGBOOK_CLICKHOUSE_PASSWORD", "env-5b2d")]);
+    let (code, out, err) = logbook(
+        &["check-config"],
+        &[("LOGBOOK_CLICKHOUSE_PASSWORD", "env-5b2d")],
+    );
     assert_eq!(code, 0);
     assert!(!out.contains("env-5b2d") && !err.contains("env-5b2d"));
 }
@@ -114,11 +126,18 @@ fn serve_logs_never_contain_the_password() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     // SIGTERM: a graceful stop flushes the file writer.
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     assert!(term.unwrap().success());
     assert!(child.wait().unwrap().success(), "serve exits 0 on SIGTERM");
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let file = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(stderr.contains("clickhouse unreachable"), "{stderr}");
     assert!(file.contains("clickhouse unreachable"), "{file}");

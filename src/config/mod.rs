@@ -257,12 +257,12 @@ impl Config {
             ),
             None => ("(defaults)".to_owned(), String::new()),
         };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::Syntax {
-                path: origin.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: origin.clone(),
+                    message: e.to_string(),
+                })?;
         for (var, key) in ENV_OVERRIDES {
             if let Some(value) = env(var) {
                 let value = if var.ends_with("_FILE") {
@@ -279,13 +279,24 @@ impl Config {
             .map_err(|e| {
                 let key = e.path().to_string();
                 let message = e.into_inner().message().to_owned();
-                key_error(if key == "." { "(top level)".into() } else { key }, message)
+                key_error(
+                    if key == "." {
+                        "(top level)".into()
+                    } else {
+                        key
+                    },
+                    message,
+                )
             })?;
         config.validate()?;
         // Resolve defaults so check-config shows every table's effective retention.
         for table in schema::tables() {
             if let Some(ttl) = table.default_ttl {
-                config.retention.ttl.entry(table.name.to_owned()).or_insert(ttl);
+                config
+                    .retention
+                    .ttl
+                    .entry(table.name.to_owned())
+                    .or_insert(ttl);
             }
         }
         Ok(config)
@@ -296,7 +307,10 @@ impl Config {
         let url = url::Url::parse(&ch.url)
             .map_err(|e| key_error("clickhouse.url", format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(key_error("clickhouse.url", "must start with http:// or https://"));
+            return Err(key_error(
+                "clickhouse.url",
+                "must start with http:// or https://",
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(key_error(
@@ -311,7 +325,10 @@ impl Config {
             ));
         }
         if ch.request_timeout.is_zero() {
-            return Err(key_error("clickhouse.request_timeout", "must be above zero"));
+            return Err(key_error(
+                "clickhouse.request_timeout",
+                "must be above zero",
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| key_error("log.level", format!("not a valid level filter: {e}")))?;
@@ -331,12 +348,18 @@ impl Config {
                     .collect();
                 return Err(key_error(
                     format!("retention.ttl.{table}"),
-                    format!("no table with a TTL is named so; known: {}", known.join(", ")),
+                    format!(
+                        "no table with a TTL is named so; known: {}",
+                        known.join(", ")
+                    ),
                 ));
             }
         }
         if self.retention.size_check_interval.is_zero() {
-            return Err(key_error("retention.size_check_interval", "must be above zero"));
+            return Err(key_error(
+                "retention.size_check_interval",
+                "must be above zero",
+            ));
         }
         Ok(())
     }
@@ -378,7 +401,9 @@ mod tests {
         let path = dir.path().join("logbook.toml");
         std::fs::write(&path, text).unwrap();
         Config::load(Some(&path), |k| {
-            env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
         })
     }
 
@@ -391,23 +416,32 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = load_str("[clickhouse]\nurll = \"x\"\n", &[]).unwrap_err().to_string();
+        let err = load_str("[clickhouse]\nurll = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("clickhouse") && err.contains("urll"), "{err}");
     }
 
     #[test]
     fn bad_value_is_named_with_its_key() {
-        let err = load_str("[server]\nlisten = \"nowhere\"\n", &[]).unwrap_err().to_string();
+        let err = load_str("[server]\nlisten = \"nowhere\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("server.listen"), "{err}");
         let err = load_str("[retention.ttl]\napi_calls = \"seven days\"\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("retention.ttl") && err.contains("api_calls"), "{err}");
+        assert!(
+            err.contains("retention.ttl") && err.contains("api_calls"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_retention_table_is_refused() {
-        let err = load_str("[retention.ttl]\napi_calz = \"7d\"\n", &[]).unwrap_err().to_string();
+        let err = load_str("[retention.ttl]\napi_calz = \"7d\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("retention.ttl.api_calz"), "{err}");
     }
 
@@ -440,5 +474,68 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("clickhouse.database"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    fn keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (k, v) in table {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    if prefix == "retention.ttl" {
+                        out.push("retention.ttl.<table>".into());
+                    } else {
+                        keys(&key, v, out);
+                    }
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+
+    /// Every key of a fully populated configuration is in docs/configuration.md and
+    /// config/logbook.toml.
+    #[test]
+    fn every_key_is_documented() {
+        let mut config = Config::load(None, |_| None).unwrap();
+        config.log.file = Some(LogFileConfig {
+            path: "/x".into(),
+            max_size: default_log_file_max_size(),
+            keep: 1,
+            compress: true,
+        });
+        config.retention.otel_logs_low_severity_ttl = Some(Duration::from_secs(1));
+        let mut all = Vec::new();
+        keys("", &toml::Value::try_from(&config).unwrap(), &mut all);
+        let root = env!("CARGO_MANIFEST_DIR");
+        let reference = std::fs::read_to_string(format!("{root}/docs/configuration.md")).unwrap();
+        let sample = std::fs::read_to_string(format!("{root}/config/logbook.toml")).unwrap();
+        for key in all {
+            assert!(
+                reference.contains(&format!("`{key}`")),
+                "docs/configuration.md lacks {key}"
+            );
+            let leaf = key.rsplit('.').next().unwrap();
+            let leaf = if leaf == "<table>" {
+                "[retention.ttl]"
+            } else {
+                leaf
+            };
+            assert!(sample.contains(leaf), "config/logbook.toml lacks {key}");
+        }
+        for (var, _) in ENV_OVERRIDES {
+            assert!(
+                reference.contains(var) && sample.contains(var),
+                "{var} undocumented"
+            );
+        }
     }
 }

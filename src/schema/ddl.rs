@@ -210,7 +210,9 @@ pub fn indexes(table: &TableDef) -> Vec<Index> {
 /// The TTL expression list, in the form ClickHouse itself prints in `engine_full` (so the
 /// migration can compare what is with what should be).
 pub fn ttl_expression(table: &TableDef, ttl: Ttl) -> Option<String> {
-    let keep = ttl.keep.map(|d| format!("{} + {}", table.ttl_from, interval(d)));
+    let keep = ttl
+        .keep
+        .map(|d| format!("{} + {}", table.ttl_from, interval(d)));
     let low = (table.name == OTEL_LOGS.name)
         .then_some(ttl.keep_low_severity)
         .flatten()
@@ -297,7 +299,10 @@ mod tests {
 
     #[test]
     fn searchable_columns_get_token_indexes() {
-        let names: Vec<_> = indexes(ApiCall::TABLE).into_iter().map(|i| i.name).collect();
+        let names: Vec<_> = indexes(ApiCall::TABLE)
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
         assert!(names.contains(&"idx_trace_id".to_owned()));
         assert!(names.contains(&"idx_request_body".to_owned()));
         assert!(!names.contains(&"idx_bot".to_owned()));

@@ -662,7 +662,10 @@ mod tests {
     fn wrong_type_and_unknown_enum_value_are_rejected() {
         let mut attrs = api_call_attrs();
         attrs.insert("http.response.status_code", Raw::Bool(true));
-        assert_eq!(ApiCall::from_record(&Fake(attrs)).unwrap_err().column, "status_code");
+        assert_eq!(
+            ApiCall::from_record(&Fake(attrs)).unwrap_err().column,
+            "status_code"
+        );
         let mut attrs = api_call_attrs();
         attrs.insert("logbook.outcome", Raw::Str("meh".into()));
         let err = ApiCall::from_record(&Fake(attrs)).unwrap_err();

@@ -7,6 +7,7 @@
 //! the data dictionary (docs/schema.md, checked by a test).
 
 pub mod ddl;
+pub mod dictionary;
 mod kinds;
 mod otel;
 pub mod value;
@@ -124,13 +125,55 @@ const fn days(n: u64) -> Option<Duration> {
 
 /// Columns every log kind's table starts with, for correlation and multi-tenancy.
 pub const COMMON_COLUMNS: &[ColumnDef] = &[
-    common("id", "UUID", "Unique row id (UUIDv7: sorts by creation time). The sender may set it as `logbook.id`; otherwise it is derived from the record's place in logbook's durable queue, so a replayed record keeps its id.", Source::RowId, Role::Plain),
-    common("time", "DateTime64(9, 'UTC') CODEC(Delta(8), ZSTD(1))", "When it happened (the record's timestamp, UTC, nanoseconds).", Source::Time, Role::Filter),
-    common("tenant", "LowCardinality(String)", "Customer tenant the record belongs to (`logbook.tenant`, on the record or its resource); empty for platform-wide records.", Source::Attr("logbook.tenant"), Role::Filter),
-    common("service", "LowCardinality(String)", "Emitting service (`service.name` resource attribute).", Source::ServiceName, Role::Filter),
-    common("environment", "LowCardinality(String)", "Deployment environment (`deployment.environment.name` resource attribute).", Source::Environment, Role::Filter),
-    common("trace_id", "String CODEC(ZSTD(1))", "Trace id (hex) for joining with `otel_traces.TraceId`; empty when the record had none.", Source::TraceId, Role::Filter),
-    common("span_id", "String CODEC(ZSTD(1))", "Span id (hex) for joining with `otel_traces.SpanId`.", Source::SpanId, Role::Plain),
+    common(
+        "id",
+        "UUID",
+        "Unique row id (UUIDv7: sorts by creation time). The sender may set it as `logbook.id`; otherwise it is derived from the record's place in logbook's durable queue, so a replayed record keeps its id.",
+        Source::RowId,
+        Role::Plain,
+    ),
+    common(
+        "time",
+        "DateTime64(9, 'UTC') CODEC(Delta(8), ZSTD(1))",
+        "When it happened (the record's timestamp, UTC, nanoseconds).",
+        Source::Time,
+        Role::Filter,
+    ),
+    common(
+        "tenant",
+        "LowCardinality(String)",
+        "Customer tenant the record belongs to (`logbook.tenant`, on the record or its resource); empty for platform-wide records.",
+        Source::Attr("logbook.tenant"),
+        Role::Filter,
+    ),
+    common(
+        "service",
+        "LowCardinality(String)",
+        "Emitting service (`service.name` resource attribute).",
+        Source::ServiceName,
+        Role::Filter,
+    ),
+    common(
+        "environment",
+        "LowCardinality(String)",
+        "Deployment environment (`deployment.environment.name` resource attribute).",
+        Source::Environment,
+        Role::Filter,
+    ),
+    common(
+        "trace_id",
+        "String CODEC(ZSTD(1))",
+        "Trace id (hex) for joining with `otel_traces.TraceId`; empty when the record had none.",
+        Source::TraceId,
+        Role::Filter,
+    ),
+    common(
+        "span_id",
+        "String CODEC(ZSTD(1))",
+        "Span id (hex) for joining with `otel_traces.SpanId`.",
+        Source::SpanId,
+        Role::Plain,
+    ),
 ];
 
 const fn common(
@@ -225,7 +268,10 @@ mod tests {
     fn type_name_strips_codec_and_default() {
         let c = COMMON_COLUMNS.iter().find(|c| c.name == "time").unwrap();
         assert_eq!(c.type_name(), "DateTime64(9, 'UTC')");
-        assert_eq!(OTEL_LOGS.column("TimestampTime").unwrap().type_name(), "DateTime");
+        assert_eq!(
+            OTEL_LOGS.column("TimestampTime").unwrap().type_name(),
+            "DateTime"
+        );
     }
 
     #[test]
@@ -250,8 +296,15 @@ mod tests {
                 .collect();
             assert_eq!(keys.last(), Some(&"time"), "{}", kind.name);
             for key in &keys {
-                let column = kind.column(key).unwrap_or_else(|| panic!("{}: {key}", kind.name));
-                assert_eq!(column.role, Role::Filter, "{}.{key} leads the sort key", kind.name);
+                let column = kind
+                    .column(key)
+                    .unwrap_or_else(|| panic!("{}: {key}", kind.name));
+                assert_eq!(
+                    column.role,
+                    Role::Filter,
+                    "{}.{key} leads the sort key",
+                    kind.name
+                );
             }
         }
     }

@@ -40,33 +40,114 @@ pub const OTEL_LOGS: TableDef = TableDef {
     event_name: None,
     common_columns: false,
     columns: &[
-        col("Timestamp", "DateTime64(9) CODEC(Delta(8), ZSTD(1))", "Record time (nanoseconds, UTC)."),
-        col("TimestampTime", "DateTime DEFAULT toDateTime(Timestamp)", "Record time to the second: the sort and partition key."),
+        col(
+            "Timestamp",
+            "DateTime64(9) CODEC(Delta(8), ZSTD(1))",
+            "Record time (nanoseconds, UTC).",
+        ),
+        col(
+            "TimestampTime",
+            "DateTime DEFAULT toDateTime(Timestamp)",
+            "Record time to the second: the sort and partition key.",
+        ),
         col("TraceId", "String CODEC(ZSTD(1))", "Trace id, hex."),
         col("SpanId", "String CODEC(ZSTD(1))", "Span id, hex."),
         col("TraceFlags", "UInt8", "W3C trace flags."),
-        col("SeverityText", "LowCardinality(String) CODEC(ZSTD(1))", "Severity as the sender named it."),
-        col("SeverityNumber", "UInt8", "OpenTelemetry severity number: 1–4 TRACE, 5–8 DEBUG, 9–12 INFO, 13–16 WARN, 17–20 ERROR, 21–24 FATAL."),
-        col("ServiceName", "LowCardinality(String) CODEC(ZSTD(1))", "`service.name` of the emitting resource."),
+        col(
+            "SeverityText",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "Severity as the sender named it.",
+        ),
+        col(
+            "SeverityNumber",
+            "UInt8",
+            "OpenTelemetry severity number: 1–4 TRACE, 5–8 DEBUG, 9–12 INFO, 13–16 WARN, 17–20 ERROR, 21–24 FATAL.",
+        ),
+        col(
+            "ServiceName",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "`service.name` of the emitting resource.",
+        ),
         col("Body", "String CODEC(ZSTD(1))", "Log body (redacted)."),
-        col("ResourceSchemaUrl", "LowCardinality(String) CODEC(ZSTD(1))", "Schema URL of the resource."),
-        col("ResourceAttributes", ATTRS, "Resource attributes (service, host, deployment environment, …)."),
-        col("ScopeSchemaUrl", "LowCardinality(String) CODEC(ZSTD(1))", "Schema URL of the instrumentation scope."),
-        col("ScopeName", "String CODEC(ZSTD(1))", "Instrumentation scope (logger) name."),
-        col("ScopeVersion", "LowCardinality(String) CODEC(ZSTD(1))", "Instrumentation scope version."),
-        col("ScopeAttributes", ATTRS, "Instrumentation scope attributes."),
-        col("LogAttributes", ATTRS, "Record attributes (redacted); typed tables hold the same values in columns."),
-        col("EventName", "String CODEC(ZSTD(1))", "`event.name`: names the log kind, e.g. `logbook.api_call`."),
+        col(
+            "ResourceSchemaUrl",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "Schema URL of the resource.",
+        ),
+        col(
+            "ResourceAttributes",
+            ATTRS,
+            "Resource attributes (service, host, deployment environment, …).",
+        ),
+        col(
+            "ScopeSchemaUrl",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "Schema URL of the instrumentation scope.",
+        ),
+        col(
+            "ScopeName",
+            "String CODEC(ZSTD(1))",
+            "Instrumentation scope (logger) name.",
+        ),
+        col(
+            "ScopeVersion",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "Instrumentation scope version.",
+        ),
+        col(
+            "ScopeAttributes",
+            ATTRS,
+            "Instrumentation scope attributes.",
+        ),
+        col(
+            "LogAttributes",
+            ATTRS,
+            "Record attributes (redacted); typed tables hold the same values in columns.",
+        ),
+        col(
+            "EventName",
+            "String CODEC(ZSTD(1))",
+            "`event.name`: names the log kind, e.g. `logbook.api_call`.",
+        ),
     ],
     indexes: &[
         bloom("idx_trace_id", "TraceId", "bloom_filter(0.001)"),
-        bloom("idx_res_attr_key", "mapKeys(ResourceAttributes)", "bloom_filter(0.01)"),
-        bloom("idx_res_attr_value", "mapValues(ResourceAttributes)", "bloom_filter(0.01)"),
-        bloom("idx_scope_attr_key", "mapKeys(ScopeAttributes)", "bloom_filter(0.01)"),
-        bloom("idx_scope_attr_value", "mapValues(ScopeAttributes)", "bloom_filter(0.01)"),
-        bloom("idx_log_attr_key", "mapKeys(LogAttributes)", "bloom_filter(0.01)"),
-        bloom("idx_log_attr_value", "mapValues(LogAttributes)", "bloom_filter(0.01)"),
-        IndexDef { name: "idx_body", expr: "Body", kind: "tokenbf_v1(32768, 3, 0)", granularity: 8 },
+        bloom(
+            "idx_res_attr_key",
+            "mapKeys(ResourceAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        bloom(
+            "idx_res_attr_value",
+            "mapValues(ResourceAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        bloom(
+            "idx_scope_attr_key",
+            "mapKeys(ScopeAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        bloom(
+            "idx_scope_attr_value",
+            "mapValues(ScopeAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        bloom(
+            "idx_log_attr_key",
+            "mapKeys(LogAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        bloom(
+            "idx_log_attr_value",
+            "mapValues(LogAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        IndexDef {
+            name: "idx_body",
+            expr: "Body",
+            kind: "tokenbf_v1(32768, 3, 0)",
+            granularity: 8,
+        },
     ],
     engine: "MergeTree",
     partition_by: "toDate(TimestampTime)",
@@ -85,31 +166,100 @@ pub const OTEL_TRACES: TableDef = TableDef {
     event_name: None,
     common_columns: false,
     columns: &[
-        col("Timestamp", "DateTime64(9) CODEC(Delta(8), ZSTD(1))", "Span start (nanoseconds, UTC)."),
+        col(
+            "Timestamp",
+            "DateTime64(9) CODEC(Delta(8), ZSTD(1))",
+            "Span start (nanoseconds, UTC).",
+        ),
         col("TraceId", "String CODEC(ZSTD(1))", "Trace id, hex."),
         col("SpanId", "String CODEC(ZSTD(1))", "Span id, hex."),
-        col("ParentSpanId", "String CODEC(ZSTD(1))", "Parent span id, hex; empty for a root span."),
+        col(
+            "ParentSpanId",
+            "String CODEC(ZSTD(1))",
+            "Parent span id, hex; empty for a root span.",
+        ),
         col("TraceState", "String CODEC(ZSTD(1))", "W3C trace state."),
-        col("SpanName", "LowCardinality(String) CODEC(ZSTD(1))", "Span name."),
-        col("SpanKind", "LowCardinality(String) CODEC(ZSTD(1))", "Internal, Server, Client, Producer or Consumer."),
-        col("ServiceName", "LowCardinality(String) CODEC(ZSTD(1))", "`service.name` of the emitting resource."),
+        col(
+            "SpanName",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "Span name.",
+        ),
+        col(
+            "SpanKind",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "Internal, Server, Client, Producer or Consumer.",
+        ),
+        col(
+            "ServiceName",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "`service.name` of the emitting resource.",
+        ),
         col("ResourceAttributes", ATTRS, "Resource attributes."),
-        col("ScopeName", "String CODEC(ZSTD(1))", "Instrumentation scope name."),
-        col("ScopeVersion", "String CODEC(ZSTD(1))", "Instrumentation scope version."),
+        col(
+            "ScopeName",
+            "String CODEC(ZSTD(1))",
+            "Instrumentation scope name.",
+        ),
+        col(
+            "ScopeVersion",
+            "String CODEC(ZSTD(1))",
+            "Instrumentation scope version.",
+        ),
         col("SpanAttributes", ATTRS, "Span attributes (redacted)."),
-        col("Duration", "UInt64 CODEC(ZSTD(1))", "Span duration in nanoseconds."),
-        col("StatusCode", "LowCardinality(String) CODEC(ZSTD(1))", "Unset, Ok or Error."),
-        col("StatusMessage", "String CODEC(ZSTD(1))", "Status description."),
-        col("Events", "Nested(Timestamp DateTime64(9), Name LowCardinality(String), Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1))", "Span events (exceptions and other timed annotations)."),
-        col("Links", "Nested(TraceId String, SpanId String, TraceState String, Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1))", "Links to other spans."),
+        col(
+            "Duration",
+            "UInt64 CODEC(ZSTD(1))",
+            "Span duration in nanoseconds.",
+        ),
+        col(
+            "StatusCode",
+            "LowCardinality(String) CODEC(ZSTD(1))",
+            "Unset, Ok or Error.",
+        ),
+        col(
+            "StatusMessage",
+            "String CODEC(ZSTD(1))",
+            "Status description.",
+        ),
+        col(
+            "Events",
+            "Nested(Timestamp DateTime64(9), Name LowCardinality(String), Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1))",
+            "Span events (exceptions and other timed annotations).",
+        ),
+        col(
+            "Links",
+            "Nested(TraceId String, SpanId String, TraceState String, Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1))",
+            "Links to other spans.",
+        ),
     ],
     indexes: &[
         bloom("idx_trace_id", "TraceId", "bloom_filter(0.001)"),
-        bloom("idx_res_attr_key", "mapKeys(ResourceAttributes)", "bloom_filter(0.01)"),
-        bloom("idx_res_attr_value", "mapValues(ResourceAttributes)", "bloom_filter(0.01)"),
-        bloom("idx_span_attr_key", "mapKeys(SpanAttributes)", "bloom_filter(0.01)"),
-        bloom("idx_span_attr_value", "mapValues(SpanAttributes)", "bloom_filter(0.01)"),
-        IndexDef { name: "idx_duration", expr: "Duration", kind: "minmax", granularity: 1 },
+        bloom(
+            "idx_res_attr_key",
+            "mapKeys(ResourceAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        bloom(
+            "idx_res_attr_value",
+            "mapValues(ResourceAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        bloom(
+            "idx_span_attr_key",
+            "mapKeys(SpanAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        bloom(
+            "idx_span_attr_value",
+            "mapValues(SpanAttributes)",
+            "bloom_filter(0.01)",
+        ),
+        IndexDef {
+            name: "idx_duration",
+            expr: "Duration",
+            kind: "minmax",
+            granularity: 1,
+        },
     ],
     engine: "MergeTree",
     partition_by: "toDate(Timestamp)",
@@ -130,8 +280,16 @@ pub const OTEL_TRACES_TRACE_ID_TS: TableDef = TableDef {
     common_columns: false,
     columns: &[
         col("TraceId", "String CODEC(ZSTD(1))", "Trace id, hex."),
-        col("Start", "SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1))", "Earliest span start of the trace."),
-        col("End", "SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))", "Latest span start of the trace."),
+        col(
+            "Start",
+            "SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1))",
+            "Earliest span start of the trace.",
+        ),
+        col(
+            "End",
+            "SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))",
+            "Latest span start of the trace.",
+        ),
     ],
     indexes: &[],
     engine: "AggregatingMergeTree",
@@ -159,21 +317,90 @@ pub const ERRORS: TableDef = TableDef {
     event_name: None,
     common_columns: false,
     columns: &[
-        ColumnDef { role: Role::Filter, ..col("time", "DateTime64(9, 'UTC') CODEC(Delta(8), ZSTD(1))", "When the error happened (the source row's time).") },
-        ColumnDef { role: Role::Filter, ..col("kind", "LowCardinality(String)", "Table of the source row (api_calls, mail_messages, …).") },
-        ColumnDef { role: Role::Filter, ..col("source", "LowCardinality(String)", "What failed: bot, integration, mailbox, action, webhook, category, ….") },
-        ColumnDef { role: Role::Filter, ..col("code", "LowCardinality(String)", "Error code: HTTP status, failure type, entity, ….") },
-        ColumnDef { role: Role::Search, ..col("message", "String CODEC(ZSTD(1))", "Error message.") },
-        ColumnDef { role: Role::Filter, ..col("severity", "LowCardinality(String)", "warning, error or critical.") },
-        ColumnDef { role: Role::Filter, ..col("tenant", "LowCardinality(String)", "Tenant of the source row.") },
-        col("service", "LowCardinality(String)", "Service of the source row."),
-        col("environment", "LowCardinality(String)", "Environment of the source row."),
-        col("related_id", "UUID", "`id` of the source row in its kind's table."),
-        ColumnDef { role: Role::Filter, ..col("trace_id", "String CODEC(ZSTD(1))", "Trace id of the source row.") },
+        ColumnDef {
+            role: Role::Filter,
+            ..col(
+                "time",
+                "DateTime64(9, 'UTC') CODEC(Delta(8), ZSTD(1))",
+                "When the error happened (the source row's time).",
+            )
+        },
+        ColumnDef {
+            role: Role::Filter,
+            ..col(
+                "kind",
+                "LowCardinality(String)",
+                "Table of the source row (api_calls, mail_messages, …).",
+            )
+        },
+        ColumnDef {
+            role: Role::Filter,
+            ..col(
+                "source",
+                "LowCardinality(String)",
+                "What failed: bot, integration, mailbox, action, webhook, category, ….",
+            )
+        },
+        ColumnDef {
+            role: Role::Filter,
+            ..col(
+                "code",
+                "LowCardinality(String)",
+                "Error code: HTTP status, failure type, entity, ….",
+            )
+        },
+        ColumnDef {
+            role: Role::Search,
+            ..col("message", "String CODEC(ZSTD(1))", "Error message.")
+        },
+        ColumnDef {
+            role: Role::Filter,
+            ..col(
+                "severity",
+                "LowCardinality(String)",
+                "warning, error or critical.",
+            )
+        },
+        ColumnDef {
+            role: Role::Filter,
+            ..col(
+                "tenant",
+                "LowCardinality(String)",
+                "Tenant of the source row.",
+            )
+        },
+        col(
+            "service",
+            "LowCardinality(String)",
+            "Service of the source row.",
+        ),
+        col(
+            "environment",
+            "LowCardinality(String)",
+            "Environment of the source row.",
+        ),
+        col(
+            "related_id",
+            "UUID",
+            "`id` of the source row in its kind's table.",
+        ),
+        ColumnDef {
+            role: Role::Filter,
+            ..col(
+                "trace_id",
+                "String CODEC(ZSTD(1))",
+                "Trace id of the source row.",
+            )
+        },
     ],
     indexes: &[
         bloom("idx_trace_id", "trace_id", "bloom_filter(0.001)"),
-        IndexDef { name: "idx_message", expr: "message", kind: "tokenbf_v1(32768, 3, 0)", granularity: 4 },
+        IndexDef {
+            name: "idx_message",
+            expr: "message",
+            kind: "tokenbf_v1(32768, 3, 0)",
+            granularity: 4,
+        },
     ],
     engine: "MergeTree",
     partition_by: "toDate(time)",

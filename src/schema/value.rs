@@ -191,9 +191,11 @@ impl FieldValue for Ts {
     fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
         match raw {
             Raw::Int(ns) => Ok(Ts(ns)),
-            Raw::Str(s) => time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-                .map(Ts::from)
-                .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}")),
+            Raw::Str(s) => {
+                time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                    .map(Ts::from)
+                    .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+            }
             other => Err(wrong("time", &other)),
         }
     }
@@ -234,14 +236,26 @@ mod tests {
     #[test]
     fn numbers_are_range_checked() {
         assert_eq!(u16::from_raw(Raw::Int(404)), Ok(404));
-        assert!(u16::from_raw(Raw::Int(70000)).unwrap_err().contains("out of range"));
+        assert!(
+            u16::from_raw(Raw::Int(70000))
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert_eq!(u8::from_raw(Raw::Str("3".into())), Ok(3));
-        assert!(u32::from_raw(Raw::Bool(true)).unwrap_err().contains("expected int"));
+        assert!(
+            u32::from_raw(Raw::Bool(true))
+                .unwrap_err()
+                .contains("expected int")
+        );
     }
 
     #[test]
     fn strings_refuse_other_types() {
-        assert!(String::from_raw(Raw::Int(1)).unwrap_err().contains("got int"));
+        assert!(
+            String::from_raw(Raw::Int(1))
+                .unwrap_err()
+                .contains("got int")
+        );
     }
 
     #[test]
@@ -255,7 +269,10 @@ mod tests {
 
     #[test]
     fn maps_keep_scalars_as_text() {
-        let raw = Raw::Pairs(vec![("a".into(), Raw::Int(1)), ("b".into(), Raw::Bool(true))]);
+        let raw = Raw::Pairs(vec![
+            ("a".into(), Raw::Int(1)),
+            ("b".into(), Raw::Bool(true)),
+        ]);
         assert_eq!(
             Vec::<(String, String)>::from_raw(raw).unwrap(),
             vec![("a".into(), "1".into()), ("b".into(), "true".into())]

@@ -85,7 +85,10 @@ impl Migrator {
         )
         .await?;
         let mut current = Current {
-            tables: tables.into_iter().map(|t| (t.name, t.engine_full)).collect(),
+            tables: tables
+                .into_iter()
+                .map(|t| (t.name, t.engine_full))
+                .collect(),
             ..Current::default()
         };
         for (source, target) in [
@@ -95,7 +98,10 @@ impl Migrator {
             let sql = format!("SELECT table, name FROM {source} WHERE database = {{db:String}}");
             let rows = bounded(
                 limit,
-                self.client.query(&sql).param("db", db).fetch_all::<NameRow>(),
+                self.client
+                    .query(&sql)
+                    .param("db", db)
+                    .fetch_all::<NameRow>(),
             )
             .await?;
             for row in rows {
@@ -117,15 +123,27 @@ impl Migrator {
             })
         };
         if current.tables.is_empty() {
-            step("", format!("create database {}", self.ddl.database()), self.ddl.create_database());
+            step(
+                "",
+                format!("create database {}", self.ddl.database()),
+                self.ddl.create_database(),
+            );
         }
         if !current.tables.contains_key(MIGRATIONS_TABLE) {
-            step(MIGRATIONS_TABLE, "create the migrations record".into(), self.create_migrations_table());
+            step(
+                MIGRATIONS_TABLE,
+                "create the migrations record".into(),
+                self.create_migrations_table(),
+            );
         }
         for table in schema::tables() {
             let ttl = self.ttl(table);
             let Some(engine_full) = current.tables.get(table.name) else {
-                step(table.name, format!("create table {}", table.name), self.ddl.create_table(table, ttl));
+                step(
+                    table.name,
+                    format!("create table {}", table.name),
+                    self.ddl.create_table(table, ttl),
+                );
                 continue;
             };
             let columns = current.columns.get(table.name).cloned().unwrap_or_default();
@@ -133,12 +151,17 @@ impl Migrator {
             for column in table.all_columns() {
                 // A Nested column shows up as its `Name.field` sub-columns.
                 let nested = format!("{}.", column.name);
-                let present = columns.contains(column.name)
-                    || columns.iter().any(|c| c.starts_with(&nested));
+                let present =
+                    columns.contains(column.name) || columns.iter().any(|c| c.starts_with(&nested));
                 if !present {
                     step(
                         table.name,
-                        format!("add column {}.{} {}", table.name, column.name, column.type_name()),
+                        format!(
+                            "add column {}.{} {}",
+                            table.name,
+                            column.name,
+                            column.type_name()
+                        ),
                         self.ddl.add_column(table, column.name, previous),
                     );
                 }
@@ -170,8 +193,15 @@ impl Migrator {
             }
             let modify = self.ddl.modify_settings(table, ttl);
             let wanted = modify.rsplit("MODIFY SETTING ").next().unwrap_or_default();
-            if wanted.split(", ").any(|setting| !engine_full.contains(setting)) {
-                step(table.name, format!("set {wanted} on {}", table.name), modify);
+            if wanted
+                .split(", ")
+                .any(|setting| !engine_full.contains(setting))
+            {
+                step(
+                    table.name,
+                    format!("set {wanted} on {}", table.name),
+                    modify,
+                );
             }
         }
         for (name, sql) in self.ddl.views() {

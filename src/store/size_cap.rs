@@ -55,7 +55,11 @@ pub async fn enforce(
             break;
         }
         // Partition ids are ClickHouse-generated; check before quoting one into ALTER.
-        if !partition.partition_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if !partition
+            .partition_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             continue;
         }
         let sql = format!(
@@ -71,7 +75,9 @@ pub async fn enforce(
             "dropped the oldest partition to stay under the size cap"
         );
         report.remaining_bytes -= partition.bytes;
-        report.dropped.push((partition.partition_id, partition.bytes));
+        report
+            .dropped
+            .push((partition.partition_id, partition.bytes));
     }
     Ok(report)
 }

@@ -73,7 +73,11 @@ async fn migrate_creates_every_table_and_view_then_has_nothing_to_do() {
         .await
         .unwrap();
     for table in schema::tables() {
-        assert!(names.iter().any(|n| n == table.name), "missing {}", table.name);
+        assert!(
+            names.iter().any(|n| n == table.name),
+            "missing {}",
+            table.name
+        );
     }
     assert!(names.iter().any(|n| n == "otel_traces_trace_id_ts_mv"));
     assert!(names.iter().any(|n| n == "api_calls_errors_mv"));
@@ -83,8 +87,16 @@ async fn migrate_creates_every_table_and_view_then_has_nothing_to_do() {
         migrator(&db, &config).recorded_version().await.unwrap(),
         Some(SCHEMA_VERSION)
     );
-    assert!(engine_full(&db, "api_calls").await.contains("toIntervalDay(7)"));
-    assert!(engine_full(&db, "audit_activity").await.contains("toIntervalDay(365)"));
+    assert!(
+        engine_full(&db, "api_calls")
+            .await
+            .contains("toIntervalDay(7)")
+    );
+    assert!(
+        engine_full(&db, "audit_activity")
+            .await
+            .contains("toIntervalDay(365)")
+    );
     assert!(!engine_full(&db, "server_logs").await.contains(" TTL "));
 }
 
@@ -93,7 +105,10 @@ async fn dry_run_changes_nothing() {
     let db = test_db("migrate_dry_run").await;
     let config = config_for(&db, "");
     let plan = migrator(&db, &config).plan().await.unwrap();
-    assert!(plan.iter().any(|s| s.sql.contains("CREATE TABLE IF NOT EXISTS")));
+    assert!(
+        plan.iter()
+            .any(|s| s.sql.contains("CREATE TABLE IF NOT EXISTS"))
+    );
     let tables: u64 = db
         .client
         .query("SELECT count() FROM system.tables WHERE database = currentDatabase()")
@@ -111,7 +126,10 @@ async fn retention_change_alters_ttl_and_keeps_every_row() {
         .execute()
         .await
         .unwrap();
-    let config = config_for(&db, "[retention.ttl]\napi_calls = \"3d\"\nerrors = \"0s\"\n");
+    let config = config_for(
+        &db,
+        "[retention.ttl]\napi_calls = \"3d\"\nerrors = \"0s\"\n",
+    );
     let plan = migrator(&db, &config).plan().await.unwrap();
     let descriptions: Vec<_> = plan.iter().map(|s| s.description.as_str()).collect();
     assert_eq!(plan.len(), 2, "{descriptions:?}");
@@ -120,7 +138,11 @@ async fn retention_change_alters_ttl_and_keeps_every_row() {
     ));
     assert!(plan.iter().any(|s| s.sql.ends_with("`errors` REMOVE TTL")));
     migrator(&db, &config).run(false).await.unwrap();
-    assert!(engine_full(&db, "api_calls").await.contains("toIntervalDay(3)"));
+    assert!(
+        engine_full(&db, "api_calls")
+            .await
+            .contains("toIntervalDay(3)")
+    );
     assert!(!engine_full(&db, "errors").await.contains(" TTL "));
     assert_eq!(count(&db, "api_calls").await, 100);
     assert_eq!(migrator(&db, &config).plan().await.unwrap(), vec![]);
@@ -141,11 +163,21 @@ async fn column_missing_from_an_older_table_is_added_without_data_loss() {
     let descriptions: Vec<_> = steps.iter().map(|s| s.description.as_str()).collect();
     assert_eq!(
         descriptions,
-        ["add column api_calls.duration_ms UInt32", "add index api_calls.idx_url"]
+        [
+            "add column api_calls.duration_ms UInt32",
+            "add index api_calls.idx_url"
+        ]
     );
     assert_eq!(count(&db, "api_calls").await, 10);
     // The crate validates the struct against the table: every column must be back.
-    insert(&db, schema::ApiCall { bot: "after".into(), ..row_at(Ts::now()) }).await;
+    insert(
+        &db,
+        schema::ApiCall {
+            bot: "after".into(),
+            ..row_at(Ts::now())
+        },
+    )
+    .await;
     assert_eq!(count(&db, "api_calls").await, 11);
 }
 
@@ -241,7 +273,11 @@ each_kind!(
 async fn every_typed_table_takes_inserts_through_the_crate() {
     let (db, _) = migrated("insert_every_kind", "").await;
     let kinds = insert_one_of_each(&db).await;
-    assert_eq!(kinds, schema::KINDS.len(), "each_kind! must list every kind");
+    assert_eq!(
+        kinds,
+        schema::KINDS.len(),
+        "each_kind! must list every kind"
+    );
     for kind in schema::KINDS {
         assert_eq!(count(&db, kind.name).await, 1, "{}", kind.name);
     }
@@ -305,13 +341,21 @@ async fn error_outcomes_of_every_kind_reach_the_errors_table() {
         .unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(
-        (rows[0].kind.as_str(), rows[0].source.as_str(), rows[0].code.as_str()),
+        (
+            rows[0].kind.as_str(),
+            rows[0].source.as_str(),
+            rows[0].code.as_str()
+        ),
         ("api_calls", "billing-bot", "502")
     );
     assert_eq!(rows[0].message, "bad gateway");
     assert_eq!(rows[0].tenant, "t1");
     assert_eq!(
-        (rows[1].kind.as_str(), rows[1].code.as_str(), rows[1].severity.as_str()),
+        (
+            rows[1].kind.as_str(),
+            rows[1].code.as_str(),
+            rows[1].severity.as_str()
+        ),
         ("mail_messages", "outgoing attempt 3", "error")
     );
     let related: String = db
@@ -366,7 +410,10 @@ async fn otel_tables_accept_the_collector_exporters_inserts() {
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!(lookups, 1, "the materialized view fills the trace-id lookup");
+    assert_eq!(
+        lookups, 1,
+        "the materialized view fills the trace-id lookup"
+    );
 }
 
 /// For every table with a TTL: a row that expires seconds after insertion is gone after a
@@ -382,7 +429,11 @@ async fn every_ttl_table_drops_expired_rows_and_keeps_fresh_ones() {
     let ttl_tables: Vec<_> = schema::tables()
         .filter_map(|t| config.retention.ttl_of(t).map(|ttl| (t, ttl.as_secs())))
         .collect();
-    assert_eq!(ttl_tables.len(), schema::tables().count() - 1, "all but server_logs");
+    assert_eq!(
+        ttl_tables.len(),
+        schema::tables().count() - 1,
+        "all but server_logs"
+    );
     for (table, ttl) in &ttl_tables {
         let (insert_columns, values) = match table.name {
             "otel_logs" => ("Timestamp, SeverityNumber", "9"),
@@ -396,7 +447,11 @@ async fn every_ttl_table_drops_expired_rows_and_keeps_fresh_ones() {
                 "INSERT INTO `{}` ({insert_columns}) SELECT now() - {age}, {values}",
                 table.name
             );
-            db.client.query(&sql).execute().await.unwrap_or_else(|e| panic!("{label} {sql}: {e}"));
+            db.client
+                .query(&sql)
+                .execute()
+                .await
+                .unwrap_or_else(|e| panic!("{label} {sql}: {e}"));
         }
     }
     // The low-severity TTL deletes DEBUG rows only.
@@ -413,7 +468,9 @@ async fn every_ttl_table_drops_expired_rows_and_keeps_fresh_ones() {
     for (table, _) in &ttl_tables {
         // Kinds whose every row is an error also feed `errors`: count only the direct rows.
         let left = match table.name {
-            "errors" => count(&db, "errors").await - count_where(&db, "errors", "kind != 'k'").await,
+            "errors" => {
+                count(&db, "errors").await - count_where(&db, "errors", "kind != 'k'").await
+            }
             name => count(&db, name).await,
         };
         let want = if table.name == "otel_logs" { 2 } else { 1 };
@@ -425,7 +482,10 @@ async fn every_ttl_table_drops_expired_rows_and_keeps_fresh_ones() {
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!(debug_left, 1, "the old DEBUG row went, the recent one stayed");
+    assert_eq!(
+        debug_left, 1,
+        "the old DEBUG row went, the recent one stayed"
+    );
 }
 
 #[tokio::test]
@@ -440,9 +500,15 @@ async fn size_cap_drops_the_oldest_server_log_partitions_and_keeps_the_newest() 
         db.client.query(&sql).execute().await.unwrap();
     }
     let limit = config.clickhouse.request_timeout;
-    let roomy = size_cap::enforce(&db.client, &db.database, "server_logs", bytesize::ByteSize::gib(1), limit)
-        .await
-        .unwrap();
+    let roomy = size_cap::enforce(
+        &db.client,
+        &db.database,
+        "server_logs",
+        bytesize::ByteSize::gib(1),
+        limit,
+    )
+    .await
+    .unwrap();
     assert!(roomy.dropped.is_empty());
     let total = roomy.remaining_bytes;
     // Room for a bit more than two days: the two oldest go.
@@ -461,9 +527,15 @@ async fn size_cap_drops_the_oldest_server_log_partitions_and_keeps_the_newest() 
     assert_eq!(oldest_left, 1);
     assert_eq!(count(&db, "server_logs").await, 4000);
     // Even a cap of one byte keeps the newest day.
-    let report = size_cap::enforce(&db.client, &db.database, "server_logs", bytesize::ByteSize::b(1), limit)
-        .await
-        .unwrap();
+    let report = size_cap::enforce(
+        &db.client,
+        &db.database,
+        "server_logs",
+        bytesize::ByteSize::b(1),
+        limit,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.dropped.len(), 1);
     assert_eq!(count(&db, "server_logs").await, 2000);
 }
