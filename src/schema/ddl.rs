@@ -229,7 +229,7 @@ pub fn ttl_expression(table: &TableDef, ttl: Ttl) -> Option<String> {
 
 fn interval(d: Duration) -> String {
     let secs = d.as_secs().max(1);
-    if secs % 86_400 == 0 {
+    if secs.is_multiple_of(86_400) {
         format!("toIntervalDay({})", secs / 86_400)
     } else {
         format!("toIntervalSecond({secs})")

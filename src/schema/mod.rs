@@ -228,15 +228,14 @@ pub fn extract<T: FieldValue>(
             Presence::Optional => Ok(T::default()),
         };
     };
-    if !column.one_of.is_empty() {
-        if let Raw::Str(s) = &raw {
-            if !column.one_of.contains(&s.as_ref()) {
-                return Err(reject(format!(
-                    "{s:?} is not one of {}",
-                    column.one_of.join(", ")
-                )));
-            }
-        }
+    if let Raw::Str(s) = &raw
+        && !column.one_of.is_empty()
+        && !column.one_of.contains(&s.as_ref())
+    {
+        return Err(reject(format!(
+            "{s:?} is not one of {}",
+            column.one_of.join(", ")
+        )));
     }
     T::from_raw(raw).map_err(|e| reject(format!("{}: {e}", describe(source))))
 }

@@ -249,13 +249,13 @@ impl Migrator {
     /// Plans and applies; returns the steps applied. With `materialize_ttl`, tables whose TTL
     /// changed are rewritten now rather than on their next merges.
     pub async fn run(&self, materialize_ttl: bool) -> Result<Vec<Step>, StoreError> {
-        if let Some(found) = self.recorded_version().await? {
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::SchemaTooNew {
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
-            }
+        if let Some(found) = self.recorded_version().await?
+            && found > SCHEMA_VERSION
+        {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         let limit = self.config.clickhouse.request_timeout;
         let mut steps = self.plan().await?;

@@ -1,0 +1,6 @@
+//! The integration tests: one binary, so that all tests share one ClickHouse
+//! test server (see `harness`). Add modules here.
+
+mod engine;
+mod harness;
+mod schema;
