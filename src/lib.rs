@@ -5,8 +5,17 @@
 //! Today's modules: [`config`], [`logging`] (logbook's own logs), [`schema`] (every table,
 //! defined once), [`store`] (ClickHouse client, migrations, retention) and [`serve`].
 
+pub mod batch;
 pub mod config;
+pub mod envelope;
 pub mod logging;
+pub mod queue;
+pub mod metrics;
+pub mod pipeline;
+pub mod receive;
+pub mod redact;
+pub mod route;
 pub mod schema;
 pub mod serve;
+pub mod sink;
 pub mod store;

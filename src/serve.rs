@@ -10,13 +10,19 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::batch::Limits;
+use crate::config::{Config, FsyncMode};
+use crate::pipeline::Pipeline;
+use crate::queue::{FsyncPolicy, Queue, QueueOptions};
+use crate::receive::{Intake, grpc, http};
+use crate::redact::Redactor;
+use crate::sink::{Backoff, DeadLetter, Sink};
 use crate::logging::LevelHandle;
+use crate::metrics::Metrics;
 use crate::schema::{LogKind, ServerLog};
 use crate::store;
 
@@ -25,14 +31,20 @@ pub struct Health {
     clickhouse_ok_at: Mutex<Option<Instant>>,
     unreachable_threshold: Duration,
     shutting_down: AtomicBool,
+    /// The durable queue and its bound, once ingest runs.
+    queue: Option<(Queue, u64)>,
 }
 
+/// Readiness turns false when the queue is this full: senders would soon get 429s.
+const QUEUE_NOT_READY_FRACTION: f64 = 0.9;
+
 impl Health {
-    pub fn new(unreachable_threshold: Duration) -> Health {
+    pub fn new(unreachable_threshold: Duration, queue: Option<(Queue, u64)>) -> Health {
         Health {
             clickhouse_ok_at: Mutex::new(None),
             unreachable_threshold,
             shutting_down: AtomicBool::new(false),
+            queue,
         }
     }
 
@@ -50,55 +62,13 @@ impl Health {
             )),
             Some(_) => {}
         }
+        if let Some((queue, max_bytes)) = &self.queue {
+            let queued = queue.stats().bytes;
+            if queued as f64 >= *max_bytes as f64 * QUEUE_NOT_READY_FRACTION {
+                reasons.push(format!("durable queue nearly full ({queued} of {max_bytes} bytes)"));
+            }
+        }
         reasons
-    }
-}
-
-/// logbook's own metrics, exposed on `/metrics`.
-pub struct Metrics {
-    pub registry: Registry,
-    pub clickhouse_up: IntGauge,
-    pub retention_partitions_dropped: IntCounter,
-    pub retention_bytes_dropped: IntCounter,
-}
-
-impl Metrics {
-    pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let clickhouse_up = IntGauge::new(
-            "logbook_clickhouse_up",
-            "1 when the last ClickHouse probe succeeded",
-        )
-        .expect("valid metric");
-        let retention_partitions_dropped = IntCounter::new(
-            "logbook_retention_partitions_dropped_total",
-            "server_logs partitions dropped by the size cap",
-        )
-        .expect("valid metric");
-        let retention_bytes_dropped = IntCounter::new(
-            "logbook_retention_dropped_bytes_total",
-            "bytes on disk freed by the server_logs size cap",
-        )
-        .expect("valid metric");
-        for metric in [
-            Box::new(clickhouse_up.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(retention_partitions_dropped.clone()),
-            Box::new(retention_bytes_dropped.clone()),
-        ] {
-            registry.register(metric).expect("metric registered once");
-        }
-        Metrics {
-            registry,
-            clickhouse_up,
-            retention_partitions_dropped,
-            retention_bytes_dropped,
-        }
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
     }
 }
 
@@ -133,71 +103,149 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut buffer = Vec::new();
-    let encoder = TextEncoder::new();
-    match encoder.encode(&state.metrics.registry.gather(), &mut buffer) {
-        Ok(()) => (
+    match state.metrics.encode() {
+        Ok(text) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
-            buffer,
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            text,
         ),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain".to_owned())],
-            e.to_string().into_bytes(),
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string(),
         ),
     }
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
+/// finish their in-flight requests, the pipeline flushes its last batch, then jobs stop.
 pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let queue = Queue::open(queue_options(&config)).map_err(|e| {
+        anyhow::anyhow!("cannot open the durable queue in {}: {e}", config.queue.path.display())
+    })?;
+    let redactor = Redactor::new(&config.redaction)?;
+    let intake = Arc::new(Intake::new(
+        queue.clone(),
+        redactor,
+        &config.ingest.tokens,
+        metrics.clone(),
+        config.ingest.max_request_size.as_u64(),
+    ));
     let state = AppState {
-        health: Arc::new(Health::new(config.server.unreachable_threshold)),
-        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(Health::new(
+            config.server.unreachable_threshold,
+            Some((queue.clone(), config.queue.max_bytes.as_u64())),
+        )),
+        metrics: metrics.clone(),
         log_level: Some(log_level),
     };
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
-    tracing::info!(address = %config.server.listen, clickhouse = %config.clickhouse.url, "logbook serving");
+    let bind = |address: std::net::SocketAddr, what: &'static str| async move {
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {address} ({what}): {e}"))
+    };
+    let api_listener = bind(config.server.listen, "server.listen").await?;
+    let otlp_http_listener = bind(config.ingest.http_listen, "ingest.http_listen").await?;
+    let otlp_grpc_listener = bind(config.ingest.grpc_listen, "ingest.grpc_listen").await?;
+    tracing::info!(
+        api = %config.server.listen,
+        otlp_grpc = %config.ingest.grpc_listen,
+        otlp_http = %config.ingest.http_listen,
+        clickhouse = %config.clickhouse.url,
+        queue = %config.queue.path.display(),
+        "logbook serving"
+    );
 
-    let stop = CancellationToken::new();
     let client = store::client(&config.clickhouse);
+    let stop_receivers = CancellationToken::new();
+    let stop_pipeline = CancellationToken::new();
+    let stop_jobs = CancellationToken::new();
+    let sink = Sink::new(
+        client.clone(),
+        Backoff {
+            initial: config.sink.retry_initial_backoff,
+            max: config.sink.retry_max_backoff,
+        },
+        config.clickhouse.request_timeout,
+        DeadLetter::new(&config.queue.path.join("dead-letter")),
+        metrics.clone(),
+    );
+    let limits = Limits {
+        max_rows: config.batch.max_rows,
+        max_bytes: usize::try_from(config.batch.max_bytes.as_u64()).unwrap_or(usize::MAX),
+        max_age: config.batch.max_age,
+    };
+    let pipeline = tokio::spawn(
+        Pipeline::new(queue.clone(), sink, limits, metrics.clone()).run(stop_pipeline.clone()),
+    );
     let jobs = [
-        tokio::spawn(probe_clickhouse(
-            client.clone(),
-            config.clone(),
-            state.clone(),
-            stop.clone(),
-        )),
-        tokio::spawn(enforce_size_cap(
-            client,
-            config.clone(),
-            state.clone(),
-            stop.clone(),
-        )),
+        tokio::spawn(probe_clickhouse(client.clone(), config.clone(), state.clone(), stop_jobs.clone())),
+        tokio::spawn(enforce_size_cap(client, config.clone(), state.clone(), stop_jobs.clone())),
     ];
+
+    let (logs_service, traces_service) = grpc::services(intake.clone());
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(logs_service)
+        .add_service(traces_service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(otlp_grpc_listener),
+            stop_receivers.clone().cancelled_owned(),
+        );
+    let http_server = axum::serve(otlp_http_listener, http::router(intake))
+        .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
+    let api_server = axum::serve(api_listener, app(state.clone()))
+        .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
 
     let shutdown = {
         let state = state.clone();
-        let stop = stop.clone();
+        let stop_receivers = stop_receivers.clone();
         async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
             state.health.shutting_down.store(true, Ordering::Relaxed);
-            stop.cancel();
+            stop_receivers.cancel();
         }
     };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let servers = async {
+        let (grpc, http, api) = tokio::join!(grpc_server, http_server.into_future(), api_server.into_future());
+        grpc?;
+        http?;
+        api?;
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        result = servers => result?,
+        _ = shutdown => {}
+    }
+    // Receivers have stopped (or are stopping): let the pipeline store what it holds.
     let deadline = config.server.shutdown_timeout;
+    stop_pipeline.cancel();
+    match tokio::time::timeout(deadline, pipeline).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::error!(%error, "pipeline failed"),
+        Ok(Err(error)) => tracing::error!(%error, "pipeline panicked"),
+        Err(_) => tracing::warn!(?deadline, "pipeline did not stop in time; the queue keeps its data"),
+    }
+    stop_jobs.cancel();
     for job in jobs {
         if tokio::time::timeout(deadline, job).await.is_err() {
             tracing::warn!(?deadline, "a background job did not stop in time");
         }
     }
     Ok(())
+}
+
+pub fn queue_options(config: &Config) -> QueueOptions {
+    let mut options = QueueOptions::new(config.queue.path.clone());
+    options.max_bytes = config.queue.max_bytes.as_u64();
+    options.segment_bytes = config.queue.segment_size.as_u64();
+    options.fsync = match config.queue.fsync {
+        FsyncMode::Always => FsyncPolicy::Always,
+        FsyncMode::Interval => FsyncPolicy::Interval(config.queue.fsync_interval),
+        FsyncMode::Never => FsyncPolicy::Never,
+    };
+    options
 }
 
 async fn shutdown_signal() {

@@ -49,6 +49,9 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("LOGBOOK_SERVER_LISTEN", "server.listen"),
     ("LOGBOOK_LOG_LEVEL", "log.level"),
     ("LOGBOOK_LOG_FORMAT", "log.format"),
+    ("LOGBOOK_INGEST_GRPC_LISTEN", "ingest.grpc_listen"),
+    ("LOGBOOK_INGEST_HTTP_LISTEN", "ingest.http_listen"),
+    ("LOGBOOK_QUEUE_PATH", "queue.path"),
 ];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -58,6 +61,118 @@ pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
+    pub ingest: IngestConfig,
+    pub queue: QueueConfig,
+    pub batch: BatchConfig,
+    pub sink: SinkConfig,
+    pub redaction: crate::redact::RedactionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// OTLP/gRPC address (logs and traces services).
+    pub grpc_listen: SocketAddr,
+    /// OTLP/HTTP address (`/v1/logs`, `/v1/traces`).
+    pub http_listen: SocketAddr,
+    /// Largest request accepted, compressed or not; larger ones get 413 / RESOURCE_EXHAUSTED.
+    pub max_request_size: ByteSize,
+    /// Bearer tokens per sending service (secrets). Empty: no authentication.
+    pub tokens: BTreeMap<String, Secret>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            grpc_listen: "127.0.0.1:4317".parse().expect("valid literal address"),
+            http_listen: "127.0.0.1:4318".parse().expect("valid literal address"),
+            max_request_size: ByteSize::mib(16),
+            tokens: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// fsync before acknowledging each request (concurrent requests share one fsync).
+    Always,
+    /// fsync every `fsync_interval`; a power loss may lose that much, a process crash nothing.
+    Interval,
+    /// Leave flushing to the operating system.
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Directory of the durable queue (write-ahead log) and of set-aside batches.
+    pub path: PathBuf,
+    /// Bound on queued bytes not yet in ClickHouse; beyond it receivers answer 429.
+    pub max_bytes: ByteSize,
+    /// Size of one queue segment file.
+    pub segment_size: ByteSize,
+    /// `always`, `interval` or `never`: when queued requests are forced to disk.
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: how often.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            path: "data/queue".into(),
+            max_bytes: ByteSize::gib(1),
+            segment_size: ByteSize::mib(64),
+            fsync: FsyncMode::Always,
+            fsync_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Flush when a batch holds this many rows (all tables together).
+    pub max_rows: usize,
+    /// Flush when a batch's queued requests reach this size.
+    pub max_bytes: ByteSize,
+    /// Flush a batch this long after it was opened, however small. With one insert per table
+    /// per flush, 1s keeps ClickHouse far from "too many parts".
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: 100_000,
+            max_bytes: ByteSize::mib(32),
+            max_age: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// First wait before retrying a failed insert; doubles up to `retry_max_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    /// Longest wait between retries (jittered). Retryable failures are retried until
+    /// ClickHouse accepts the batch; the queue holds new data meanwhile.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            retry_initial_backoff: Duration::from_millis(200),
+            retry_max_backoff: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -355,6 +470,25 @@ impl Config {
                 ));
             }
         }
+        if self.batch.max_rows == 0 || self.batch.max_age.is_zero() {
+            return Err(key_error("batch", "max_rows and max_age must be above zero"));
+        }
+        if self.queue.max_bytes < self.ingest.max_request_size {
+            return Err(key_error(
+                "queue.max_bytes",
+                "must be at least ingest.max_request_size, or no large request could be queued",
+            ));
+        }
+        if self.sink.retry_initial_backoff.is_zero()
+            || self.sink.retry_max_backoff < self.sink.retry_initial_backoff
+        {
+            return Err(key_error(
+                "sink.retry_max_backoff",
+                "backoffs must be above zero, the maximum at least the initial one",
+            ));
+        }
+        crate::redact::Redactor::new(&self.redaction)
+            .map_err(|e| key_error("redaction.extra_patterns", e.to_string()))?;
         if self.retention.size_check_interval.is_zero() {
             return Err(key_error(
                 "retention.size_check_interval",
@@ -492,6 +626,8 @@ mod reference_tests {
                     };
                     if prefix == "retention.ttl" {
                         out.push("retention.ttl.<table>".into());
+                    } else if prefix == "ingest.tokens" {
+                        out.push("ingest.tokens.<service>".into());
                     } else {
                         keys(&key, v, out);
                     }
@@ -513,6 +649,7 @@ mod reference_tests {
             compress: true,
         });
         config.retention.otel_logs_low_severity_ttl = Some(Duration::from_secs(1));
+        config.ingest.tokens.insert("svc".into(), Secret::new("x"));
         let mut all = Vec::new();
         keys("", &toml::Value::try_from(&config).unwrap(), &mut all);
         let root = env!("CARGO_MANIFEST_DIR");

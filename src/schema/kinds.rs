@@ -108,9 +108,38 @@ macro_rules! registry {
         #[derive(Debug, Clone, PartialEq)]
         pub enum TypedRow { $($kind($kind)),* }
 
+        /// Rows of every kind, one vector per kind: a batch's typed part.
+        #[derive(Debug, Default, Clone)]
+        #[allow(non_snake_case)]
+        pub struct TypedRows { $($kind: Vec<$kind>),* }
+
+        impl TypedRows {
+            pub fn push(&mut self, row: TypedRow) {
+                match row { $(TypedRow::$kind(row) => self.$kind.push(row)),* }
+            }
+
+            pub fn len(&self) -> usize {
+                0 $(+ self.$kind.len())*
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// Hands each non-empty kind's rows to `visitor`.
+            pub fn visit<'a>(&'a self, visitor: &mut impl KindVisitor<'a>) {
+                $(if !self.$kind.is_empty() { visitor.visit(&self.$kind); })*
+            }
+        }
+
         impl TypedRow {
             pub fn table(&self) -> &'static TableDef {
                 match self { $(TypedRow::$kind(_) => <$kind as LogKind>::TABLE),* }
+            }
+
+            /// The table a record's `event.name` routes to, if any.
+            pub fn table_for(event: &str) -> Option<&'static TableDef> {
+                KINDS.iter().copied().find(|t| t.event_name == Some(event))
             }
 
             /// The kind a record's `event.name` selects, built from the record; `None` when
@@ -125,6 +154,11 @@ macro_rules! registry {
             }
         }
     };
+}
+
+/// Receives each kind's rows in turn (see [`TypedRows::visit`]).
+pub trait KindVisitor<'a> {
+    fn visit<T: LogKind>(&mut self, rows: &'a [T]);
 }
 
 registry!(

@@ -415,3 +415,92 @@ pub const ERRORS: TableDef = TableDef {
     ],
     errors: None,
 };
+
+/// A row of `otel_logs`, in the exporter's column names (`TimestampTime` is computed by
+/// ClickHouse from `Timestamp`).
+#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OtelLogRow {
+    pub timestamp: super::Ts,
+    pub trace_id: String,
+    pub span_id: String,
+    pub trace_flags: u8,
+    pub severity_text: String,
+    pub severity_number: u8,
+    pub service_name: String,
+    pub body: String,
+    pub resource_schema_url: String,
+    pub resource_attributes: Vec<(String, String)>,
+    pub scope_schema_url: String,
+    pub scope_name: String,
+    pub scope_version: String,
+    pub scope_attributes: Vec<(String, String)>,
+    pub log_attributes: Vec<(String, String)>,
+    pub event_name: String,
+}
+
+/// A row of `otel_traces`; `Events` and `Links` are Nested, so one array per sub-column.
+#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OtelSpanRow {
+    pub timestamp: super::Ts,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub trace_state: String,
+    pub span_name: String,
+    pub span_kind: String,
+    pub service_name: String,
+    pub resource_attributes: Vec<(String, String)>,
+    pub scope_name: String,
+    pub scope_version: String,
+    pub span_attributes: Vec<(String, String)>,
+    pub duration: u64,
+    pub status_code: String,
+    pub status_message: String,
+    #[serde(rename = "Events.Timestamp")]
+    pub events_timestamp: Vec<super::Ts>,
+    #[serde(rename = "Events.Name")]
+    pub events_name: Vec<String>,
+    #[serde(rename = "Events.Attributes")]
+    pub events_attributes: Vec<Vec<(String, String)>>,
+    #[serde(rename = "Links.TraceId")]
+    pub links_trace_id: Vec<String>,
+    #[serde(rename = "Links.SpanId")]
+    pub links_span_id: Vec<String>,
+    #[serde(rename = "Links.TraceState")]
+    pub links_trace_state: Vec<String>,
+    #[serde(rename = "Links.Attributes")]
+    pub links_attributes: Vec<Vec<(String, String)>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clickhouse::Row;
+
+    #[test]
+    fn otel_row_structs_name_the_table_columns() {
+        let logs: Vec<_> = OTEL_LOGS
+            .columns
+            .iter()
+            .map(|c| c.name)
+            .filter(|n| *n != "TimestampTime")
+            .collect();
+        assert_eq!(OtelLogRow::COLUMN_NAMES, logs.as_slice());
+        let mut spans = Vec::new();
+        for c in OTEL_TRACES.columns {
+            match c.name {
+                "Events" => spans.extend(["Events.Timestamp", "Events.Name", "Events.Attributes"]),
+                "Links" => spans.extend([
+                    "Links.TraceId",
+                    "Links.SpanId",
+                    "Links.TraceState",
+                    "Links.Attributes",
+                ]),
+                name => spans.push(name),
+            }
+        }
+        assert_eq!(OtelSpanRow::COLUMN_NAMES, spans.as_slice());
+    }
+}

@@ -4,3 +4,5 @@
 mod engine;
 mod harness;
 mod schema;
+mod ingest;
+mod logbook;

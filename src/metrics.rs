@@ -1,0 +1,109 @@
+//! logbook's own metrics, served on `/metrics`. Names follow `logbook_<thing>_<unit>[_total]`;
+//! labels stay low-cardinality (signal, table, reason, error type). docs/operations.md lists
+//! them with what to alert on.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub clickhouse_up: IntGauge,
+    pub retention_partitions_dropped: IntCounter,
+    pub retention_bytes_dropped: IntCounter,
+    /// Records (log records or spans) received, by signal.
+    pub received_records: IntCounterVec,
+    /// Records acknowledged to senders (durably queued), by signal.
+    pub accepted_records: IntCounterVec,
+    /// Records or requests refused, by signal and reason.
+    pub refused_records: IntCounterVec,
+    /// Records that named a log kind but did not fit it, by table and column.
+    pub typed_rejected_records: IntCounterVec,
+    /// Secret values redacted and long values truncated before queueing.
+    pub redacted_values: IntCounter,
+    pub truncated_values: IntCounter,
+    pub queue_bytes: IntGauge,
+    pub queue_records: IntGauge,
+    pub queue_oldest_age_seconds: IntGauge,
+    pub batch_rows: Histogram,
+    pub rows_inserted: IntCounterVec,
+    pub insert_duration_seconds: HistogramVec,
+    pub insert_errors: IntCounterVec,
+    pub dead_letter_batches: IntCounterVec,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("registered once");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("registered once");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let batch_rows = Histogram::with_opts(
+            HistogramOpts::new("logbook_batch_rows", "rows per flushed batch, all tables")
+                .buckets(prometheus::exponential_buckets(10.0, 4.0, 8).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        r.register(Box::new(batch_rows.clone())).expect("registered once");
+        let insert_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "logbook_clickhouse_insert_duration_seconds",
+                "time to insert one table's part of a batch, retries excluded",
+            ),
+            &["table"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(insert_duration_seconds.clone())).expect("registered once");
+        Metrics {
+            clickhouse_up: gauge(&r, "logbook_clickhouse_up", "1 when the last ClickHouse probe succeeded"),
+            retention_partitions_dropped: counter(&r, "logbook_retention_partitions_dropped_total", "server_logs partitions dropped by the size cap"),
+            retention_bytes_dropped: counter(&r, "logbook_retention_dropped_bytes_total", "bytes on disk freed by the server_logs size cap"),
+            received_records: counter_vec(&r, "logbook_received_records_total", "OTLP log records and spans received", &["signal"]),
+            accepted_records: counter_vec(&r, "logbook_accepted_records_total", "records acknowledged to senders after reaching the durable queue", &["signal"]),
+            refused_records: counter_vec(&r, "logbook_refused_records_total", "records refused at the receivers, by reason", &["signal", "reason"]),
+            typed_rejected_records: counter_vec(&r, "logbook_typed_rejected_records_total", "records that named a log kind but did not fit its table (still stored in otel_logs)", &["table", "column"]),
+            redacted_values: counter(&r, "logbook_redacted_values_total", "secret values redacted before queueing"),
+            truncated_values: counter(&r, "logbook_truncated_values_total", "values truncated to the configured size before queueing"),
+            queue_bytes: gauge(&r, "logbook_queue_bytes", "bytes in the durable queue not yet stored in ClickHouse"),
+            queue_records: gauge(&r, "logbook_queue_records", "requests in the durable queue not yet stored in ClickHouse"),
+            queue_oldest_age_seconds: gauge(&r, "logbook_queue_oldest_age_seconds", "age of the oldest request not yet stored in ClickHouse"),
+            batch_rows,
+            rows_inserted: counter_vec(&r, "logbook_rows_inserted_total", "rows inserted into ClickHouse", &["table"]),
+            insert_duration_seconds,
+            insert_errors: counter_vec(&r, "logbook_clickhouse_insert_errors_total", "failed insert attempts", &["table", "error_type"]),
+            dead_letter_batches: counter_vec(&r, "logbook_dead_letter_batches_total", "table batches ClickHouse refused for good, set aside on disk", &["table"]),
+            registry: r,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &self.registry.gather(),
+            &mut buffer,
+        )?;
+        Ok(String::from_utf8_lossy(&buffer).into_owned())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

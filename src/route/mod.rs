@@ -1,0 +1,326 @@
+//! Routing: a decoded OTLP request becomes rows. Every log record becomes an `otel_logs` row
+//! and every span an `otel_traces` row; a log record whose event name is a log kind's also
+//! becomes a row of that kind (the kind's own `from_record` reads it through [`RecordView`]),
+//! or, when it does not fit, a [`Rejection`] for the caller to count.
+//!
+//! Row ids are derived from the request's queue position and the record's index in it, so
+//! replaying the queue after a crash produces the very same rows.
+
+mod values;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
+use uuid::Uuid;
+
+use crate::schema::{
+    OtelLogRow, OtelSpanRow, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow,
+    TypedRows,
+};
+pub use values::{any_to_raw, any_to_string, attributes_to_map, hex_id};
+
+/// The rows one or more requests produce.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub logs: Vec<OtelLogRow>,
+    pub spans: Vec<OtelSpanRow>,
+    pub typed: TypedRows,
+    /// Records that named a kind but did not fit it, with their time.
+    pub rejections: Vec<(Rejection, Ts)>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.logs.len() + self.spans.len() + self.typed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a request sits in the durable queue: the seed of its rows' ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub queue_id: u64,
+    pub position: u64,
+}
+
+impl Origin {
+    /// A UUIDv7 whose time is the record's and whose other bits are a hash of the origin and
+    /// the record's index: unique, time-ordered, and the same on every replay.
+    pub fn row_id(&self, index: u64, time: Ts) -> Uuid {
+        let mut bits = [0u8; 16];
+        let a = mix(self.queue_id ^ mix(self.position));
+        let b = mix(a ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        bits[..8].copy_from_slice(&a.to_le_bytes());
+        bits[8..].copy_from_slice(&b.to_le_bytes());
+        let millis = u64::try_from(time.0 / 1_000_000).unwrap_or(0);
+        uuid::Builder::from_unix_timestamp_millis(millis, &bits[..10].try_into().expect("10 bytes"))
+            .into_uuid()
+    }
+}
+
+/// splitmix64's finalizer: a cheap, well-spread 64-bit hash step.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Appends the rows of a log request to `rows`.
+pub fn logs(request: &ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) {
+    let mut index = 0u64;
+    for resource_logs in &request.resource_logs {
+        let resource = resource_logs.resource.as_ref();
+        let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
+        let service = service_name(resource_attrs);
+        let resource_map = attributes_to_map(resource_attrs);
+        for scope_logs in &resource_logs.scope_logs {
+            let scope = scope_logs.scope.as_ref();
+            let scope_map = scope.map(|s| attributes_to_map(&s.attributes)).unwrap_or_default();
+            for record in &scope_logs.log_records {
+                let time = record_time(record);
+                let id = origin.row_id(index, time);
+                index += 1;
+                let view = LogView {
+                    resource: resource_attrs,
+                    record,
+                    time,
+                    id,
+                    table: None,
+                };
+                let event = event_name(record);
+                if let Some(table) = TypedRow::table_for(event) {
+                    let view = LogView {
+                        table: Some(table),
+                        ..view
+                    };
+                    match TypedRow::route(event, &view).expect("table_for found the kind") {
+                        Ok(row) => rows.typed.push(row),
+                        Err(rejection) => rows.rejections.push((rejection, time)),
+                    }
+                }
+                rows.logs.push(OtelLogRow {
+                    timestamp: time,
+                    trace_id: hex_id(&record.trace_id),
+                    span_id: hex_id(&record.span_id),
+                    trace_flags: (record.flags & 0xff) as u8,
+                    severity_text: record.severity_text.clone(),
+                    severity_number: u8::try_from(record.severity_number).unwrap_or(0),
+                    service_name: service.clone(),
+                    body: record.body.as_ref().map(any_to_string).unwrap_or_default(),
+                    resource_schema_url: resource_logs.schema_url.clone(),
+                    resource_attributes: resource_map.clone(),
+                    scope_schema_url: scope_logs.schema_url.clone(),
+                    scope_name: scope.map(|s| s.name.clone()).unwrap_or_default(),
+                    scope_version: scope.map(|s| s.version.clone()).unwrap_or_default(),
+                    scope_attributes: scope_map.clone(),
+                    log_attributes: attributes_to_map(&record.attributes),
+                    event_name: event.to_owned(),
+                });
+            }
+        }
+    }
+}
+
+/// Appends the rows of a trace request to `rows`.
+pub fn traces(request: &ExportTraceServiceRequest, rows: &mut Rows) {
+    for resource_spans in &request.resource_spans {
+        let resource_attrs = resource_spans
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or_default();
+        let service = service_name(resource_attrs);
+        let resource_map = attributes_to_map(resource_attrs);
+        for scope_spans in &resource_spans.scope_spans {
+            let scope = scope_spans.scope.as_ref();
+            for span in &scope_spans.spans {
+                rows.spans.push(span_row(span, &service, &resource_map, scope));
+            }
+        }
+    }
+}
+
+fn span_row(
+    span: &Span,
+    service: &str,
+    resource: &[(String, String)],
+    scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+) -> OtelSpanRow {
+    let kind = match span::SpanKind::try_from(span.kind).unwrap_or(span::SpanKind::Unspecified) {
+        span::SpanKind::Unspecified => "Unspecified",
+        span::SpanKind::Internal => "Internal",
+        span::SpanKind::Server => "Server",
+        span::SpanKind::Client => "Client",
+        span::SpanKind::Producer => "Producer",
+        span::SpanKind::Consumer => "Consumer",
+    };
+    let status = span.status.as_ref();
+    let code = status.map(|s| s.code).unwrap_or_default();
+    let status_code = match status::StatusCode::try_from(code).unwrap_or(status::StatusCode::Unset) {
+        status::StatusCode::Unset => "Unset",
+        status::StatusCode::Ok => "Ok",
+        status::StatusCode::Error => "Error",
+    };
+    OtelSpanRow {
+        timestamp: nanos(span.start_time_unix_nano),
+        trace_id: hex_id(&span.trace_id),
+        span_id: hex_id(&span.span_id),
+        parent_span_id: hex_id(&span.parent_span_id),
+        trace_state: span.trace_state.clone(),
+        span_name: span.name.clone(),
+        span_kind: kind.to_owned(),
+        service_name: service.to_owned(),
+        resource_attributes: resource.to_vec(),
+        scope_name: scope.map(|s| s.name.clone()).unwrap_or_default(),
+        scope_version: scope.map(|s| s.version.clone()).unwrap_or_default(),
+        span_attributes: attributes_to_map(&span.attributes),
+        duration: span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano),
+        status_code: status_code.to_owned(),
+        status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
+        events_timestamp: span.events.iter().map(|e| nanos(e.time_unix_nano)).collect(),
+        events_name: span.events.iter().map(|e| e.name.clone()).collect(),
+        events_attributes: span.events.iter().map(|e| attributes_to_map(&e.attributes)).collect(),
+        links_trace_id: span.links.iter().map(|l| hex_id(&l.trace_id)).collect(),
+        links_span_id: span.links.iter().map(|l| hex_id(&l.span_id)).collect(),
+        links_trace_state: span.links.iter().map(|l| l.trace_state.clone()).collect(),
+        links_attributes: span.links.iter().map(|l| attributes_to_map(&l.attributes)).collect(),
+    }
+}
+
+fn nanos(unix_nanos: u64) -> Ts {
+    Ts(i64::try_from(unix_nanos).unwrap_or(i64::MAX))
+}
+
+/// The record's time; its observed time when unset (receivers stamp the observed time of
+/// records that have neither, before they are queued).
+fn record_time(record: &LogRecord) -> Ts {
+    nanos(if record.time_unix_nano != 0 {
+        record.time_unix_nano
+    } else {
+        record.observed_time_unix_nano
+    })
+}
+
+/// `LogRecord.event_name`, or the older `event.name` attribute.
+pub fn event_name(record: &LogRecord) -> &str {
+    if !record.event_name.is_empty() {
+        return &record.event_name;
+    }
+    find(&record.attributes, "event.name")
+        .and_then(|v| match &v.value {
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                Some(s.as_str())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+}
+
+fn service_name(resource: &[KeyValue]) -> String {
+    find(resource, "service.name")
+        .map(any_to_string)
+        .unwrap_or_else(|| "unknown_service".to_owned())
+}
+
+/// A log record with its resource, as a kind's `from_record` sees it.
+struct LogView<'a> {
+    resource: &'a [KeyValue],
+    record: &'a LogRecord,
+    time: Ts,
+    id: Uuid,
+    table: Option<&'static TableDef>,
+}
+
+impl RecordView for LogView<'_> {
+    fn get(&self, source: Source) -> Option<Raw<'_>> {
+        match source {
+            Source::Attr(name) => find(&self.record.attributes, name)
+                .or_else(|| find(self.resource, name))
+                .and_then(any_to_raw),
+            Source::Body => self.record.body.as_ref().and_then(any_to_raw),
+            Source::SeverityText => {
+                severity_name(self.record.severity_number, &self.record.severity_text)
+                    .map(|s| Raw::Str(s.into()))
+            }
+            Source::SeverityNumber => {
+                severity_number(self.record.severity_number, &self.record.severity_text)
+                    .map(|n| Raw::Int(n.into()))
+            }
+            Source::Time => Some(Raw::Int(self.time.0)),
+            Source::ServiceName => Some(Raw::Str(service_name(self.resource).into())),
+            Source::Environment => find(self.resource, "deployment.environment.name")
+                .or_else(|| find(self.resource, "deployment.environment"))
+                .and_then(any_to_raw),
+            Source::TraceId => Some(Raw::Str(hex_id(&self.record.trace_id).into())),
+            Source::SpanId => Some(Raw::Str(hex_id(&self.record.span_id).into())),
+            Source::RowId => find(&self.record.attributes, "logbook.id")
+                .and_then(any_to_raw)
+                .or(Some(Raw::Id(self.id))),
+            Source::OtherAttributes => {
+                let table = self.table?;
+                let mapped: Vec<&str> = table
+                    .all_columns()
+                    .filter_map(|c| match c.source {
+                        Some(Source::Attr(name)) => Some(name),
+                        _ => None,
+                    })
+                    .collect();
+                let pairs = self
+                    .record
+                    .attributes
+                    .iter()
+                    .filter(|kv| !mapped.contains(&kv.key.as_str()) && kv.key != "event.name")
+                    .filter_map(|kv| {
+                        let value = kv.value.as_ref().and_then(any_to_raw)?;
+                        Some((kv.key.as_str().into(), value))
+                    })
+                    .collect();
+                Some(Raw::Pairs(pairs))
+            }
+        }
+    }
+}
+
+/// logbook's six level names from OpenTelemetry's severity number (or, without one, text).
+pub fn severity_name(number: i32, text: &str) -> Option<&'static str> {
+    let number = severity_number(number, text)?;
+    Some(match number {
+        1..=4 => "trace",
+        5..=8 => "debug",
+        9..=12 => "info",
+        13..=16 => "warning",
+        17..=20 => "error",
+        _ => "critical",
+    })
+}
+
+/// The severity number, from the record's or (when 0) from common level names.
+pub fn severity_number(number: i32, text: &str) -> Option<u8> {
+    if (1..=24).contains(&number) {
+        return u8::try_from(number).ok();
+    }
+    Some(match text.to_ascii_lowercase().as_str() {
+        "trace" => 1,
+        "debug" => 5,
+        "info" | "information" | "informational" | "notice" => 9,
+        "warn" | "warning" => 13,
+        "error" | "err" => 17,
+        "fatal" | "critical" | "crit" | "alert" | "emergency" => 21,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+//! OTLP in, ClickHouse rows out, through a real `logbook serve` and the real engine: every log
+//! kind over every transport, bad input, redaction, crashes and ClickHouse outages.
+
+use std::time::{Duration, Instant};
+
+use logbook::schema::{self, Source, TableDef};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+use crate::harness::{TestDb, test_db};
+use crate::logbook::Logbook;
+
+pub const FAST: &str = "[batch]\nmax_age = \"200ms\"\n";
+
+pub fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+pub fn s(text: &str) -> Value {
+    Value::StringValue(text.into())
+}
+
+pub fn request(service: &str, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s(service)),
+                    kv("deployment.environment.name", s("test")),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// A record of `kind` that fills every column, and (column, SQL, expected text) to check.
+fn sample(kind: &TableDef, tenant: &str) -> (LogRecord, Vec<(String, String)>) {
+    let mut record = LogRecord {
+        time_unix_nano: now_nanos(),
+        event_name: kind.event_name.unwrap().into(),
+        trace_id: vec![0x5b; 16],
+        span_id: vec![0x8e; 8],
+        severity_number: 17,
+        severity_text: "ERROR".into(),
+        attributes: vec![kv("logbook.tenant", s(tenant))],
+        ..Default::default()
+    };
+    let mut checks = vec![
+        ("tenant".to_owned(), tenant.to_owned()),
+        ("trace_id".to_owned(), "5b".repeat(16)),
+        ("service".to_owned(), "sampler".to_owned()),
+        ("environment".to_owned(), "test".to_owned()),
+    ];
+    for column in kind.columns {
+        let expression = format!("toString(`{}`)", column.name);
+        match column.source.unwrap() {
+            Source::Attr(name) => {
+                let (value, expected) = match column.type_name() {
+                    "UInt8" | "UInt16" | "UInt32" => (Value::IntValue(3), "3".to_owned()),
+                    "Bool" => (Value::BoolValue(true), "true".to_owned()),
+                    "DateTime64(9, 'UTC')" => {
+                        checks.push((
+                            format!("toString(toUnixTimestamp64Nano(`{}`))", column.name),
+                            "1700000000123456789".into(),
+                        ));
+                        record.attributes.push(kv(name, Value::IntValue(1_700_000_000_123_456_789)));
+                        continue;
+                    }
+                    t if t.starts_with("Array") => (
+                        Value::ArrayValue(ArrayValue {
+                            values: vec![AnyValue { value: Some(s("a1")) }, AnyValue { value: Some(s("b2")) }],
+                        }),
+                        "['a1','b2']".to_owned(),
+                    ),
+                    _ => {
+                        let text = column
+                            .one_of
+                            .first()
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| format!("{}-{tenant}", column.name));
+                        (s(&text), text)
+                    }
+                };
+                record.attributes.push(kv(name, value));
+                checks.push((expression, expected));
+            }
+            Source::Body => {
+                record.body = Some(AnyValue { value: Some(s("the body")) });
+                checks.push((expression, "the body".into()));
+            }
+            Source::SeverityText => checks.push((expression, "error".into())),
+            Source::SeverityNumber => checks.push((expression, "17".into())),
+            Source::OtherAttributes => {
+                record.attributes.push(kv("extra.detail", Value::IntValue(42)));
+                checks.push((format!("`{}`['extra.detail']", column.name), "42".into()));
+            }
+            other => panic!("no sample for {other:?}"),
+        }
+    }
+    (record, checks)
+}
+
+pub fn now_nanos() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    HttpProtobuf,
+    HttpProtobufGzip,
+    HttpJson,
+    Grpc,
+}
+
+pub async fn send_logs(logbook: &Logbook, transport: Transport, request: &ExportLogsServiceRequest) -> u16 {
+    match transport {
+        Transport::Grpc => {
+            let mut client = LogsServiceClient::connect(logbook.grpc.clone()).await.unwrap();
+            match client.export(request.clone()).await {
+                Ok(_) => 200,
+                Err(status) => match status.code() {
+                    tonic::Code::ResourceExhausted => 429,
+                    tonic::Code::Unavailable => 503,
+                    tonic::Code::InvalidArgument => 400,
+                    other => panic!("unexpected gRPC status {other:?}: {status}"),
+                },
+            }
+        }
+        http => {
+            let (body, content_type, gzip) = match http {
+                Transport::HttpJson => (serde_json::to_vec(request).unwrap(), "application/json", false),
+                Transport::HttpProtobufGzip => (request.encode_to_vec(), "application/x-protobuf", true),
+                _ => (request.encode_to_vec(), "application/x-protobuf", false),
+            };
+            post(logbook, "/v1/logs", content_type, body, gzip).await.0
+        }
+    }
+}
+
+pub async fn post(logbook: &Logbook, path: &str, content_type: &str, body: Vec<u8>, gzip: bool) -> (u16, String) {
+    let mut builder = reqwest::Client::new()
+        .post(format!("{}{path}", logbook.http))
+        .header("content-type", content_type);
+    let body = if gzip {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&body).unwrap();
+        builder = builder.header("content-encoding", "gzip");
+        encoder.finish().unwrap()
+    } else {
+        body
+    };
+    let response = builder.body(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+pub async fn count_where(db: &TestDb, table: &str, condition: &str) -> u64 {
+    db.client
+        .query(&format!("SELECT count() FROM `{table}` WHERE {condition}"))
+        .fetch_one::<u64>()
+        .await
+        .unwrap()
+}
+
+/// Waits until `table` has `want` rows matching `condition`.
+pub async fn wait_for(db: &TestDb, table: &str, condition: &str, want: u64, within: Duration) -> u64 {
+    let started = Instant::now();
+    loop {
+        let have = count_where(db, table, condition).await;
+        if have >= want || started.elapsed() > within {
+            return have;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_log_kind_round_trips_over_every_transport() {
+    let db = test_db("ingest_every_kind").await;
+    let logbook = Logbook::start(&db, FAST).await;
+    let transports = [
+        Transport::HttpProtobuf,
+        Transport::HttpProtobufGzip,
+        Transport::HttpJson,
+        Transport::Grpc,
+    ];
+    let mut expectations = Vec::new();
+    for (t, transport) in transports.iter().enumerate() {
+        let tenant = format!("tenant{t}");
+        let mut records = Vec::new();
+        for kind in schema::KINDS {
+            let (record, checks) = sample(kind, &tenant);
+            records.push(record);
+            expectations.push((kind.name, tenant.clone(), checks));
+        }
+        let status = send_logs(&logbook, *transport, &request("sampler", records)).await;
+        assert_eq!(status, 200, "{transport:?}");
+    }
+    let total = (schema::KINDS.len() * transports.len()) as u64;
+    assert_eq!(wait_for(&db, "otel_logs", "1", total, Duration::from_secs(20)).await, total);
+    for (table, tenant, checks) in expectations {
+        let condition = format!("tenant = '{tenant}'");
+        assert_eq!(wait_for(&db, table, &condition, 1, Duration::from_secs(10)).await, 1, "{table} {tenant}");
+        for (expression, expected) in checks {
+            let sql = format!("SELECT {expression} FROM `{table}` WHERE {condition}");
+            let got: String = db.client.query(&sql).fetch_one().await.unwrap();
+            assert_eq!(got, expected, "{table}: {expression} for {tenant}");
+        }
+    }
+    // Each kind with an error outcome in its sample also reached `errors`.
+    let errors = count_where(&db, "errors", "kind = 'integration_errors'").await;
+    assert_eq!(errors, transports.len() as u64);
+}
+
+#[tokio::test]
+async fn standard_otlp_json_is_accepted() {
+    let db = test_db("ingest_otlp_json").await;
+    let logbook = Logbook::start(&db, FAST).await;
+    // As the OTLP/JSON specification writes it: camelCase, hex ids, 64-bit ints as strings.
+    let body = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"bots"}}}}]}},
+        "scopeLogs":[{{"scope":{{"name":"s"}},"logRecords":[{{"timeUnixNano":"{}","eventName":"logbook.api_call",
+        "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","severityNumber":9,
+        "body":{{"stringValue":"called"}},
+        "attributes":[{{"key":"logbook.bot.name","value":{{"stringValue":"json-bot"}}}},
+        {{"key":"http.request.method","value":{{"stringValue":"GET"}}}},
+        {{"key":"url.full","value":{{"stringValue":"https://x.example/y"}}}},
+        {{"key":"http.response.status_code","value":{{"intValue":"404"}}}},
+        {{"key":"logbook.outcome","value":{{"stringValue":"error"}}}}]}}]}}]}}]}}"#,
+        now_nanos()
+    );
+    let (status, text) = post(&logbook, "/v1/logs", "application/json", body.into_bytes(), false).await;
+    assert_eq!(status, 200, "{text}");
+    let condition = "bot = 'json-bot' AND status_code = 404 AND trace_id = '5b8efff798038103d269b633813fc60c'";
+    assert_eq!(wait_for(&db, "api_calls", condition, 1, Duration::from_secs(10)).await, 1);
+}
+
+#[tokio::test]
+async fn spans_reach_otel_traces_and_the_trace_id_lookup() {
+    let db = test_db("ingest_spans").await;
+    let logbook = Logbook::start(&db, FAST).await;
+    let start = now_nanos();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("integrator"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..3u8)
+                    .map(|i| Span {
+                        trace_id: vec![0x11; 16],
+                        span_id: vec![i + 1; 8],
+                        name: format!("sync step {i}"),
+                        kind: 1,
+                        start_time_unix_nano: start + u64::from(i) * 1_000_000,
+                        end_time_unix_nano: start + 5_000_000,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (status, _) = post(&logbook, "/v1/traces", "application/x-protobuf", request.encode_to_vec(), false).await;
+    assert_eq!(status, 200);
+    let mut client = TraceServiceClient::connect(logbook.grpc.clone()).await.unwrap();
+    let mut second = request.clone();
+    second.resource_spans[0].scope_spans[0].spans.truncate(1);
+    second.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![0x22; 16];
+    client.export(second).await.unwrap();
+    let trace = "11".repeat(16);
+    assert_eq!(wait_for(&db, "otel_traces", &format!("TraceId = '{trace}'"), 3, Duration::from_secs(10)).await, 3);
+    assert_eq!(wait_for(&db, "otel_traces", "TraceId = '2222222222222222'", 0, Duration::ZERO).await, 0);
+    assert_eq!(
+        wait_for(&db, "otel_traces", &format!("TraceId = '{}'", "22".repeat(16)), 1, Duration::from_secs(10)).await,
+        1
+    );
+    let kind: String = db
+        .client
+        .query("SELECT SpanKind FROM otel_traces WHERE SpanName = 'sync step 0' AND TraceId = ?")
+        .bind(&trace)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(kind, "Internal");
+    assert!(count_where(&db, "otel_traces_trace_id_ts", &format!("TraceId = '{trace}'")).await >= 1);
+}

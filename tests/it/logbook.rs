@@ -1,0 +1,133 @@
+//! A real `logbook serve` process for end-to-end tests: its own config, queue directory and
+//! free ports, against a test database; it can be killed with SIGKILL and started again.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::TestDb;
+
+pub struct Logbook {
+    child: Option<Child>,
+    config: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub http: String,
+    pub grpc: String,
+    pub api: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Logbook {
+    /// Starts logbook on `db` (migrated first) with `extra` appended to its config file.
+    pub async fn start(db: &TestDb, extra: &str) -> Logbook {
+        Self::start_on(&db.url, &db.user, &db.password, &db.database, extra).await
+    }
+
+    pub async fn start_on(url: &str, user: &str, password: &str, database: &str, extra: &str) -> Logbook {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, grpc, api) = (free_port(), free_port(), free_port());
+        let config = dir.path().join("logbook.toml");
+        let queue = dir.path().join("queue");
+        std::fs::write(
+            &config,
+            format!(
+                "[clickhouse]\nurl = {url:?}\nuser = {user:?}\npassword = {password:?}\ndatabase = {database:?}\n\
+                 [server]\nlisten = \"127.0.0.1:{api}\"\nreadiness_probe_interval = \"200ms\"\n\
+                 [ingest]\nhttp_listen = \"127.0.0.1:{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\n\
+                 [queue]\npath = {:?}\n{extra}\n",
+                queue.display().to_string()
+            ),
+        )
+        .unwrap();
+        let migrate = Command::new(env!("CARGO_BIN_EXE_logbook"))
+            .args(["migrate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+        let mut logbook = Logbook {
+            child: None,
+            config,
+            dir,
+            http: format!("http://127.0.0.1:{http}"),
+            grpc: format!("http://127.0.0.1:{grpc}"),
+            api: format!("http://127.0.0.1:{api}"),
+        };
+        logbook.spawn().await;
+        logbook
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("stderr.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("LOGBOOK_LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(response) = client.get(format!("{}/healthz", self.api)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "logbook did not start: {}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// SIGTERM and wait: the graceful stop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            let status = child.wait().unwrap();
+            assert!(status.success(), "logbook exited with {status}: {}", self.stderr());
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(self.dir.path().join("stderr.log")) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.api)).await.unwrap().text().await.unwrap()
+    }
+}
+
+impl Drop for Logbook {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
