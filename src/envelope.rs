@@ -57,7 +57,10 @@ mod tests {
     fn round_trip_and_damage_is_an_error() {
         let envelope = Envelope::Traces(ExportTraceServiceRequest::default());
         assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
-        assert!(matches!(Envelope::decode(&[9, 1]), Err(EnvelopeError::UnknownTag(9))));
+        assert!(matches!(
+            Envelope::decode(&[9, 1]),
+            Err(EnvelopeError::UnknownTag(9))
+        ));
         assert!(matches!(Envelope::decode(&[]), Err(EnvelopeError::Empty)));
         assert!(Envelope::decode(&[LOGS, 0xff, 0xff]).is_err());
     }

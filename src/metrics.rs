@@ -34,19 +34,25 @@ pub struct Metrics {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("registered once");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
     metric
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let metric = IntCounter::new(name, help).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("registered once");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
     metric
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let metric = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("registered once");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
     metric
 }
 
@@ -58,7 +64,8 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(10.0, 4.0, 8).expect("valid buckets")),
         )
         .expect("valid metric");
-        r.register(Box::new(batch_rows.clone())).expect("registered once");
+        r.register(Box::new(batch_rows.clone()))
+            .expect("registered once");
         let insert_duration_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "logbook_clickhouse_insert_duration_seconds",
@@ -67,25 +74,93 @@ impl Metrics {
             &["table"],
         )
         .expect("valid metric");
-        r.register(Box::new(insert_duration_seconds.clone())).expect("registered once");
+        r.register(Box::new(insert_duration_seconds.clone()))
+            .expect("registered once");
         Metrics {
-            clickhouse_up: gauge(&r, "logbook_clickhouse_up", "1 when the last ClickHouse probe succeeded"),
-            retention_partitions_dropped: counter(&r, "logbook_retention_partitions_dropped_total", "server_logs partitions dropped by the size cap"),
-            retention_bytes_dropped: counter(&r, "logbook_retention_dropped_bytes_total", "bytes on disk freed by the server_logs size cap"),
-            received_records: counter_vec(&r, "logbook_received_records_total", "OTLP log records and spans received", &["signal"]),
-            accepted_records: counter_vec(&r, "logbook_accepted_records_total", "records acknowledged to senders after reaching the durable queue", &["signal"]),
-            refused_records: counter_vec(&r, "logbook_refused_records_total", "records refused at the receivers, by reason", &["signal", "reason"]),
-            typed_rejected_records: counter_vec(&r, "logbook_typed_rejected_records_total", "records that named a log kind but did not fit its table (still stored in otel_logs)", &["table", "column"]),
-            redacted_values: counter(&r, "logbook_redacted_values_total", "secret values redacted before queueing"),
-            truncated_values: counter(&r, "logbook_truncated_values_total", "values truncated to the configured size before queueing"),
-            queue_bytes: gauge(&r, "logbook_queue_bytes", "bytes in the durable queue not yet stored in ClickHouse"),
-            queue_records: gauge(&r, "logbook_queue_records", "requests in the durable queue not yet stored in ClickHouse"),
-            queue_oldest_age_seconds: gauge(&r, "logbook_queue_oldest_age_seconds", "age of the oldest request not yet stored in ClickHouse"),
+            clickhouse_up: gauge(
+                &r,
+                "logbook_clickhouse_up",
+                "1 when the last ClickHouse probe succeeded",
+            ),
+            retention_partitions_dropped: counter(
+                &r,
+                "logbook_retention_partitions_dropped_total",
+                "server_logs partitions dropped by the size cap",
+            ),
+            retention_bytes_dropped: counter(
+                &r,
+                "logbook_retention_dropped_bytes_total",
+                "bytes on disk freed by the server_logs size cap",
+            ),
+            received_records: counter_vec(
+                &r,
+                "logbook_received_records_total",
+                "OTLP log records and spans received",
+                &["signal"],
+            ),
+            accepted_records: counter_vec(
+                &r,
+                "logbook_accepted_records_total",
+                "records acknowledged to senders after reaching the durable queue",
+                &["signal"],
+            ),
+            refused_records: counter_vec(
+                &r,
+                "logbook_refused_records_total",
+                "records refused at the receivers, by reason",
+                &["signal", "reason"],
+            ),
+            typed_rejected_records: counter_vec(
+                &r,
+                "logbook_typed_rejected_records_total",
+                "records that named a log kind but did not fit its table (still stored in otel_logs)",
+                &["table", "column"],
+            ),
+            redacted_values: counter(
+                &r,
+                "logbook_redacted_values_total",
+                "secret values redacted before queueing",
+            ),
+            truncated_values: counter(
+                &r,
+                "logbook_truncated_values_total",
+                "values truncated to the configured size before queueing",
+            ),
+            queue_bytes: gauge(
+                &r,
+                "logbook_queue_bytes",
+                "bytes in the durable queue not yet stored in ClickHouse",
+            ),
+            queue_records: gauge(
+                &r,
+                "logbook_queue_records",
+                "requests in the durable queue not yet stored in ClickHouse",
+            ),
+            queue_oldest_age_seconds: gauge(
+                &r,
+                "logbook_queue_oldest_age_seconds",
+                "age of the oldest request not yet stored in ClickHouse",
+            ),
             batch_rows,
-            rows_inserted: counter_vec(&r, "logbook_rows_inserted_total", "rows inserted into ClickHouse", &["table"]),
+            rows_inserted: counter_vec(
+                &r,
+                "logbook_rows_inserted_total",
+                "rows inserted into ClickHouse",
+                &["table"],
+            ),
             insert_duration_seconds,
-            insert_errors: counter_vec(&r, "logbook_clickhouse_insert_errors_total", "failed insert attempts", &["table", "error_type"]),
-            dead_letter_batches: counter_vec(&r, "logbook_dead_letter_batches_total", "table batches ClickHouse refused for good, set aside on disk", &["table"]),
+            insert_errors: counter_vec(
+                &r,
+                "logbook_clickhouse_insert_errors_total",
+                "failed insert attempts",
+                &["table", "error_type"],
+            ),
+            dead_letter_batches: counter_vec(
+                &r,
+                "logbook_dead_letter_batches_total",
+                "table batches ClickHouse refused for good, set aside on disk",
+                &["table"],
+            ),
             registry: r,
         }
     }

@@ -80,7 +80,10 @@ impl Pipeline {
         let queue_id = self.queue.id();
         let mut cuts = self.pending_cuts()?;
         if !cuts.is_empty() {
-            tracing::info!(batches = cuts.len(), "replaying batches cut before the last stop");
+            tracing::info!(
+                batches = cuts.len(),
+                "replaying batches cut before the last stop"
+            );
         }
         let mut reader = self.queue.reader();
         let mut batch: Option<Batch> = None;
@@ -113,7 +116,14 @@ impl Pipeline {
                 continue;
             };
             let current = batch.get_or_insert_with(|| Batch::new(pos));
-            self.route(&payload, Origin { queue_id, position: pos }, current);
+            self.route(
+                &payload,
+                Origin {
+                    queue_id,
+                    position: pos,
+                },
+                current,
+            );
             current.added(pos, payload.len());
             let replayed_cut = cuts.front().is_some_and(|&(_, last)| last == pos);
             let cut = if replayed_cut {
@@ -126,7 +136,11 @@ impl Pipeline {
             };
             if let Some(write_marker) = cut {
                 let full = batch.take().expect("a batch is open");
-                if self.flush(full, queue_id, write_marker, &stop).await.is_err() {
+                if self
+                    .flush(full, queue_id, write_marker, &stop)
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }
@@ -134,13 +148,16 @@ impl Pipeline {
     }
 
     fn route(&self, payload: &[u8], origin: Origin, batch: &mut Batch) {
+        let earlier = batch.rows.rejections.len();
         match Envelope::decode(payload) {
             Ok(Envelope::Logs(request)) => route::logs(&request, origin, &mut batch.rows),
             Ok(Envelope::Traces(request)) => route::traces(&request, &mut batch.rows),
             // Requests were decoded before they were queued: this is damage, not bad input.
-            Err(error) => tracing::error!(%error, position = origin.position, "skipping an unreadable queued request"),
+            Err(error) => {
+                tracing::error!(%error, position = origin.position, "skipping an unreadable queued request")
+            }
         }
-        for (rejection, _) in &batch.rows.rejections {
+        for (rejection, _) in &batch.rows.rejections[earlier..] {
             self.metrics
                 .typed_rejected_records
                 .with_label_values(&[rejection.table, rejection.column])
@@ -165,7 +182,9 @@ impl Pipeline {
             }
         }
         self.metrics.batch_rows.observe(batch.rows.len() as f64);
-        self.sink.write(&batch, &batch.token(queue_id), stop).await?;
+        self.sink
+            .write(&batch, &batch.token(queue_id), stop)
+            .await?;
         if let Err(error) = self.queue.ack(batch.last + 1) {
             tracing::error!(%error, "cannot acknowledge a stored batch; it will be replayed and deduplicated");
         }
@@ -176,9 +195,11 @@ impl Pipeline {
         let stats = self.queue.stats();
         self.metrics.queue_bytes.set(stats.bytes as i64);
         self.metrics.queue_records.set(stats.records as i64);
-        self.metrics
-            .queue_oldest_age_seconds
-            .set(stats.oldest_unacked_age.map_or(0, |age| age.as_secs() as i64));
+        self.metrics.queue_oldest_age_seconds.set(
+            stats
+                .oldest_unacked_age
+                .map_or(0, |age| age.as_secs() as i64),
+        );
     }
 }
 

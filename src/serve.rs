@@ -16,14 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Limits;
 use crate::config::{Config, FsyncMode};
+use crate::logging::LevelHandle;
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::queue::{FsyncPolicy, Queue, QueueOptions};
 use crate::receive::{Intake, grpc, http};
 use crate::redact::Redactor;
-use crate::sink::{Backoff, DeadLetter, Sink};
-use crate::logging::LevelHandle;
-use crate::metrics::Metrics;
 use crate::schema::{LogKind, ServerLog};
+use crate::sink::{Backoff, DeadLetter, Sink};
 use crate::store;
 
 /// What `/readyz` reports on.
@@ -65,7 +65,9 @@ impl Health {
         if let Some((queue, max_bytes)) = &self.queue {
             let queued = queue.stats().bytes;
             if queued as f64 >= *max_bytes as f64 * QUEUE_NOT_READY_FRACTION {
-                reasons.push(format!("durable queue nearly full ({queued} of {max_bytes} bytes)"));
+                reasons.push(format!(
+                    "durable queue nearly full ({queued} of {max_bytes} bytes)"
+                ));
             }
         }
         reasons
@@ -122,7 +124,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let queue = Queue::open(queue_options(&config)).map_err(|e| {
-        anyhow::anyhow!("cannot open the durable queue in {}: {e}", config.queue.path.display())
+        anyhow::anyhow!(
+            "cannot open the durable queue in {}: {e}",
+            config.queue.path.display()
+        )
     })?;
     let redactor = Redactor::new(&config.redaction)?;
     let intake = Arc::new(Intake::new(
@@ -180,8 +185,18 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         Pipeline::new(queue.clone(), sink, limits, metrics.clone()).run(stop_pipeline.clone()),
     );
     let jobs = [
-        tokio::spawn(probe_clickhouse(client.clone(), config.clone(), state.clone(), stop_jobs.clone())),
-        tokio::spawn(enforce_size_cap(client, config.clone(), state.clone(), stop_jobs.clone())),
+        tokio::spawn(probe_clickhouse(
+            client.clone(),
+            config.clone(),
+            state.clone(),
+            stop_jobs.clone(),
+        )),
+        tokio::spawn(enforce_size_cap(
+            client,
+            config.clone(),
+            state.clone(),
+            stop_jobs.clone(),
+        )),
     ];
 
     let (logs_service, traces_service) = grpc::services(intake.clone());
@@ -208,7 +223,11 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         }
     };
     let servers = async {
-        let (grpc, http, api) = tokio::join!(grpc_server, http_server.into_future(), api_server.into_future());
+        let (grpc, http, api) = tokio::join!(
+            grpc_server,
+            http_server.into_future(),
+            api_server.into_future()
+        );
         grpc?;
         http?;
         api?;
@@ -225,7 +244,10 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(error))) => tracing::error!(%error, "pipeline failed"),
         Ok(Err(error)) => tracing::error!(%error, "pipeline panicked"),
-        Err(_) => tracing::warn!(?deadline, "pipeline did not stop in time; the queue keeps its data"),
+        Err(_) => tracing::warn!(
+            ?deadline,
+            "pipeline did not stop in time; the queue keeps its data"
+        ),
     }
     stop_jobs.cancel();
     for job in jobs {

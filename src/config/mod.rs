@@ -471,7 +471,10 @@ impl Config {
             }
         }
         if self.batch.max_rows == 0 || self.batch.max_age.is_zero() {
-            return Err(key_error("batch", "max_rows and max_age must be above zero"));
+            return Err(key_error(
+                "batch",
+                "max_rows and max_age must be above zero",
+            ));
         }
         if self.queue.max_bytes < self.ingest.max_request_size {
             return Err(key_error(
@@ -661,10 +664,10 @@ mod reference_tests {
                 "docs/configuration.md lacks {key}"
             );
             let leaf = key.rsplit('.').next().unwrap();
-            let leaf = if leaf == "<table>" {
-                "[retention.ttl]"
-            } else {
-                leaf
+            let leaf = match leaf {
+                "<table>" => "[retention.ttl]",
+                "<service>" => "[ingest.tokens]",
+                leaf => leaf,
             };
             assert!(sample.contains(leaf), "config/logbook.toml lacks {key}");
         }

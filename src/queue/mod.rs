@@ -370,9 +370,10 @@ impl Queue {
     }
 
     /// Records that every entry with a position below `upto` is stored downstream: persists
-    /// the position of the first entry at or after `upto` (durably, before returning), then
-    /// deletes the segments wholly below it, which frees their bytes for appends. An error
-    /// while deleting leaves the acknowledgement in place; the files go at the next open.
+    /// the position of the first entry at or after `upto` (durably, before returning; this
+    /// blocks for two fsyncs), stops counting the acknowledged bytes toward `max_bytes` and
+    /// deletes the segments wholly below it. An error while deleting leaves the
+    /// acknowledgement in place; the files go at the next open.
     pub fn ack(&self, upto: Position) -> Result<(), QueueError> {
         let shared = &self.inner.shared;
         let _serialized = self

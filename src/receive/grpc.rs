@@ -25,9 +25,7 @@ pub struct Grpc {
 }
 
 /// The two services, ready for `tonic::transport::Server::add_service`.
-pub fn services(
-    intake: Arc<Intake>,
-) -> (LogsServiceServer<Grpc>, TraceServiceServer<Grpc>) {
+pub fn services(intake: Arc<Intake>) -> (LogsServiceServer<Grpc>, TraceServiceServer<Grpc>) {
     let limit = usize::try_from(intake.max_request_size).unwrap_or(usize::MAX);
     let grpc = Grpc { intake };
     (
@@ -69,7 +67,8 @@ impl LogsService for Grpc {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.authorize(&request).map_err(|e| self.status("logs", e))?;
+        self.authorize(&request)
+            .map_err(|e| self.status("logs", e))?;
         let partial = self
             .intake
             .logs(request.into_inner())
@@ -90,7 +89,8 @@ impl TraceService for Grpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.authorize(&request).map_err(|e| self.status("traces", e))?;
+        self.authorize(&request)
+            .map_err(|e| self.status("traces", e))?;
         let partial = self
             .intake
             .traces(request.into_inner())

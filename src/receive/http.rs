@@ -126,9 +126,14 @@ async fn decode<T>(
 where
     T: prost::Message + Default + DeserializeOwned + Send + 'static,
 {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     intake.authorize(authorization)?;
-    let gzip = match headers.get(header::CONTENT_ENCODING).map(HeaderValue::to_str) {
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(HeaderValue::to_str)
+    {
         None => false,
         Some(Ok("gzip")) => true,
         Some(Ok("identity")) => false,
@@ -140,7 +145,11 @@ where
     };
     let limit = intake.max_request_size;
     let work = move || -> Result<T, IntakeError> {
-        let body = if gzip { gunzip(&body, limit)? } else { body.to_vec() };
+        let body = if gzip {
+            gunzip(&body, limit)?
+        } else {
+            body.to_vec()
+        };
         match format {
             Format::Protobuf => T::decode(body.as_slice())
                 .map_err(|e| IntakeError::Invalid(format!("invalid OTLP protobuf: {e}"))),
@@ -177,7 +186,11 @@ fn gunzip(body: &[u8], limit: u64) -> Result<Vec<u8>, IntakeError> {
     Ok(out)
 }
 
-fn encode<M: prost::Message + Serialize>(format: Format, status: StatusCode, message: &M) -> Response {
+fn encode<M: prost::Message + Serialize>(
+    format: Format,
+    status: StatusCode,
+    message: &M,
+) -> Response {
     match format {
         Format::Protobuf => (
             status,

@@ -74,24 +74,33 @@ impl Intake {
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(IntakeError::Unauthenticated)?;
         // Compare every token in full so timing says nothing about which one nearly matched.
-        let matched = self
-            .tokens
-            .iter()
-            .fold(false, |found, token| found | constant_time_eq(token.expose(), presented));
+        let matched = self.tokens.iter().fold(false, |found, token| {
+            found | constant_time_eq(token.expose(), presented)
+        });
         matched.then_some(()).ok_or(IntakeError::Unauthenticated)
     }
 
-    pub async fn logs(&self, mut request: ExportLogsServiceRequest) -> Result<Partial, IntakeError> {
+    pub async fn logs(
+        &self,
+        mut request: ExportLogsServiceRequest,
+    ) -> Result<Partial, IntakeError> {
         let received: usize = request
             .resource_logs
             .iter()
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len())
             .sum();
-        self.metrics.received_records.with_label_values(&["logs"]).inc_by(received as u64);
+        self.metrics
+            .received_records
+            .with_label_values(&["logs"])
+            .inc_by(received as u64);
         let now = now_nanos();
         let mut rejected = 0;
-        for scope in request.resource_logs.iter_mut().flat_map(|r| &mut r.scope_logs) {
+        for scope in request
+            .resource_logs
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_logs)
+        {
             scope.log_records.retain_mut(|record| {
                 if !valid_ids(&record.trace_id, &record.span_id) {
                     rejected += 1;
@@ -117,16 +126,26 @@ impl Intake {
         Ok(partial)
     }
 
-    pub async fn traces(&self, mut request: ExportTraceServiceRequest) -> Result<Partial, IntakeError> {
+    pub async fn traces(
+        &self,
+        mut request: ExportTraceServiceRequest,
+    ) -> Result<Partial, IntakeError> {
         let received: usize = request
             .resource_spans
             .iter()
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
             .sum();
-        self.metrics.received_records.with_label_values(&["traces"]).inc_by(received as u64);
+        self.metrics
+            .received_records
+            .with_label_values(&["traces"])
+            .inc_by(received as u64);
         let mut rejected = 0;
-        for scope in request.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans) {
+        for scope in request
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+        {
             scope.spans.retain(|span| {
                 let ok = span.trace_id.len() == 16
                     && span.span_id.len() == 8
@@ -158,13 +177,23 @@ impl Intake {
             .inc_by(rejected as u64);
         Partial {
             rejected,
-            message: format!("{rejected} {what} rejected: trace ids must be 16 bytes and span ids 8"),
+            message: format!(
+                "{rejected} {what} rejected: trace ids must be 16 bytes and span ids 8"
+            ),
         }
     }
 
-    async fn enqueue(&self, envelope: Envelope, redactions: crate::redact::Redactions) -> Result<(), IntakeError> {
-        self.metrics.redacted_values.inc_by(redactions.values_redacted);
-        self.metrics.truncated_values.inc_by(redactions.values_truncated);
+    async fn enqueue(
+        &self,
+        envelope: Envelope,
+        redactions: crate::redact::Redactions,
+    ) -> Result<(), IntakeError> {
+        self.metrics
+            .redacted_values
+            .inc_by(redactions.values_redacted);
+        self.metrics
+            .truncated_values
+            .inc_by(redactions.values_truncated);
         let bytes = envelope.encode();
         match self.queue.append(&bytes).await {
             Ok(_) => Ok(()),
@@ -185,7 +214,10 @@ impl Intake {
             IntakeError::Full => "queue_full",
             IntakeError::Unavailable(_) => "unavailable",
         };
-        self.metrics.refused_records.with_label_values(&[signal, reason]).inc();
+        self.metrics
+            .refused_records
+            .with_label_values(&[signal, reason])
+            .inc();
     }
 }
 
@@ -198,7 +230,11 @@ fn now_nanos() -> u64 {
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]

@@ -104,9 +104,11 @@ impl TextRules {
             json: builtin(&json)?,
             header: builtin(&header)?,
             form: builtin(&form)?,
-            userinfo: builtin(r#"(?i)[a-z][a-z0-9+.\-]*://[^/?#\s:@"'<>]*:(?P<v>[^/?#\s@"'<>]+)@"#)?,
+            userinfo: builtin(
+                r#"(?i)[a-z][a-z0-9+.\-]*://[^/?#\s:@"'<>]*:(?P<v>[^/?#\s@"'<>]+)@"#,
+            )?,
             // Eight characters at least, so prose like "bearer of" is left alone.
-            bearer: builtin(r"(?i-u:\b)bearer\s+(?P<v>[a-z0-9\-._~+/]{8,}=*)")?,
+            bearer: builtin(r"(?i)(?-u:\b)bearer\s+(?P<v>[a-z0-9\-._~+/]{8,}=*)")?,
             extra,
             max_bytes,
         })
@@ -203,7 +205,11 @@ fn rewrite_with<'a>(
 
 /// String contents become the marker; numbers become a quoted marker, keeping the JSON valid.
 fn json_edit(c: &Captures<'_>) -> Option<(Range<usize>, &'static str)> {
-    if let Some(m) = c.name("v").or_else(|| c.name("ev")).or_else(|| c.name("sv")) {
+    if let Some(m) = c
+        .name("v")
+        .or_else(|| c.name("ev"))
+        .or_else(|| c.name("sv"))
+    {
         Some((m.range(), REDACTED))
     } else if let Some(m) = c.name("n") {
         Some((m.range(), QUOTED_REDACTED))

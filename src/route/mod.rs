@@ -16,8 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use uuid::Uuid;
 
 use crate::schema::{
-    OtelLogRow, OtelSpanRow, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow,
-    TypedRows,
+    OtelLogRow, OtelSpanRow, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow, TypedRows,
 };
 pub use values::{any_to_raw, any_to_string, attributes_to_map, hex_id};
 
@@ -75,12 +74,16 @@ pub fn logs(request: &ExportLogsServiceRequest, origin: Origin, rows: &mut Rows)
     let mut index = 0u64;
     for resource_logs in &request.resource_logs {
         let resource = resource_logs.resource.as_ref();
-        let resource_attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
+        let resource_attrs = resource
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or_default();
         let service = service_name(resource_attrs);
         let resource_map = attributes_to_map(resource_attrs);
         for scope_logs in &resource_logs.scope_logs {
             let scope = scope_logs.scope.as_ref();
-            let scope_map = scope.map(|s| attributes_to_map(&s.attributes)).unwrap_or_default();
+            let scope_map = scope
+                .map(|s| attributes_to_map(&s.attributes))
+                .unwrap_or_default();
             for record in &scope_logs.log_records {
                 let time = record_time(record);
                 let id = origin.row_id(index, time);
@@ -139,7 +142,8 @@ pub fn traces(request: &ExportTraceServiceRequest, rows: &mut Rows) {
         for scope_spans in &resource_spans.scope_spans {
             let scope = scope_spans.scope.as_ref();
             for span in &scope_spans.spans {
-                rows.spans.push(span_row(span, &service, &resource_map, scope));
+                rows.spans
+                    .push(span_row(span, &service, &resource_map, scope));
             }
         }
     }
@@ -161,7 +165,8 @@ fn span_row(
     };
     let status = span.status.as_ref();
     let code = status.map(|s| s.code).unwrap_or_default();
-    let status_code = match status::StatusCode::try_from(code).unwrap_or(status::StatusCode::Unset) {
+    let status_code = match status::StatusCode::try_from(code).unwrap_or(status::StatusCode::Unset)
+    {
         status::StatusCode::Unset => "Unset",
         status::StatusCode::Ok => "Ok",
         status::StatusCode::Error => "Error",
@@ -179,16 +184,30 @@ fn span_row(
         scope_name: scope.map(|s| s.name.clone()).unwrap_or_default(),
         scope_version: scope.map(|s| s.version.clone()).unwrap_or_default(),
         span_attributes: attributes_to_map(&span.attributes),
-        duration: span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano),
+        duration: span
+            .end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano),
         status_code: status_code.to_owned(),
         status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
-        events_timestamp: span.events.iter().map(|e| nanos(e.time_unix_nano)).collect(),
+        events_timestamp: span
+            .events
+            .iter()
+            .map(|e| nanos(e.time_unix_nano))
+            .collect(),
         events_name: span.events.iter().map(|e| e.name.clone()).collect(),
-        events_attributes: span.events.iter().map(|e| attributes_to_map(&e.attributes)).collect(),
+        events_attributes: span
+            .events
+            .iter()
+            .map(|e| attributes_to_map(&e.attributes))
+            .collect(),
         links_trace_id: span.links.iter().map(|l| hex_id(&l.trace_id)).collect(),
         links_span_id: span.links.iter().map(|l| hex_id(&l.span_id)).collect(),
         links_trace_state: span.links.iter().map(|l| l.trace_state.clone()).collect(),
-        links_attributes: span.links.iter().map(|l| attributes_to_map(&l.attributes)).collect(),
+        links_attributes: span
+            .links
+            .iter()
+            .map(|l| attributes_to_map(&l.attributes))
+            .collect(),
     }
 }
 

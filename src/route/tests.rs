@@ -70,7 +70,10 @@ fn a_kind_record_becomes_an_otel_row_and_a_typed_row() {
     assert_eq!(log.service_name, "bots");
     assert_eq!(log.event_name, "logbook.api_call");
     assert_eq!(log.trace_id, "ab".repeat(16));
-    assert!(log.log_attributes.contains(&("http.response.status_code".into(), "201".into())));
+    assert!(
+        log.log_attributes
+            .contains(&("http.response.status_code".into(), "201".into()))
+    );
 }
 
 #[test]
@@ -127,7 +130,9 @@ fn a_record_missing_a_required_attribute_is_rejected_but_kept_in_otel_logs() {
 fn event_name_attribute_is_honoured() {
     let mut record = api_call("x");
     record.event_name.clear();
-    record.attributes.push(kv("event.name", s("logbook.api_call")));
+    record
+        .attributes
+        .push(kv("event.name", s("logbook.api_call")));
     let mut rows = Rows::default();
     logs(&request(vec![record]), ORIGIN, &mut rows);
     assert_eq!(rows.typed.len(), 1);
@@ -168,7 +173,10 @@ fn server_log_fields_hold_the_unmapped_attributes_and_severity_is_named() {
     assert_eq!(line.message, "disk almost full");
     assert_eq!(
         line.fields,
-        vec![("db.name".into(), "tickets".into()), ("free_bytes".into(), "1024".into())]
+        vec![
+            ("db.name".into(), "tickets".into()),
+            ("free_bytes".into(), "1024".into())
+        ]
     );
 }
 
@@ -210,10 +218,16 @@ fn spans_keep_nested_events_and_links() {
     traces(&request, &mut rows);
     let span = &rows.spans[0];
     assert_eq!(span.service_name, "integrator");
-    assert_eq!((span.span_kind.as_str(), span.status_code.as_str()), ("Client", "Error"));
+    assert_eq!(
+        (span.span_kind.as_str(), span.status_code.as_str()),
+        ("Client", "Error")
+    );
     assert_eq!(span.duration, 3_000);
     assert_eq!(span.events_name, vec!["exception".to_owned()]);
-    assert_eq!(span.events_attributes[0], vec![("exception.message".into(), "boom".into())]);
+    assert_eq!(
+        span.events_attributes[0],
+        vec![("exception.message".into(), "boom".into())]
+    );
 }
 
 #[test]

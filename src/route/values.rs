@@ -54,7 +54,12 @@ fn to_json(value: &AnyValue) -> serde_json::Value {
         Some(Value::KvlistValue(list)) => J::Object(
             list.values
                 .iter()
-                .map(|kv| (kv.key.clone(), kv.value.as_ref().map(to_json).unwrap_or(J::Null)))
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().map(to_json).unwrap_or(J::Null),
+                    )
+                })
                 .collect(),
         ),
     }

@@ -418,7 +418,9 @@ pub const ERRORS: TableDef = TableDef {
 
 /// A row of `otel_logs`, in the exporter's column names (`TimestampTime` is computed by
 /// ClickHouse from `Timestamp`).
-#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct OtelLogRow {
     pub timestamp: super::Ts,
@@ -440,7 +442,9 @@ pub struct OtelLogRow {
 }
 
 /// A row of `otel_traces`; `Events` and `Links` are Nested, so one array per sub-column.
-#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct OtelSpanRow {
     pub timestamp: super::Ts,

@@ -58,7 +58,12 @@ impl Sink {
 
     /// Stores every table's rows of `batch`. Returns once each table's rows are in ClickHouse
     /// or set aside, or `Stopped` if `stop` fires while ClickHouse keeps failing.
-    pub async fn write(&self, batch: &Batch, token: &str, stop: &CancellationToken) -> Result<(), Stopped> {
+    pub async fn write(
+        &self,
+        batch: &Batch,
+        token: &str,
+        stop: &CancellationToken,
+    ) -> Result<(), Stopped> {
         struct Collect<'a> {
             sink: &'a Sink,
             token: &'a str,
@@ -88,7 +93,13 @@ impl Sink {
         Ok(())
     }
 
-    async fn table<T>(&self, table: &str, rows: &[T], token: &str, stop: &CancellationToken) -> Result<(), Stopped>
+    async fn table<T>(
+        &self,
+        table: &str,
+        rows: &[T],
+        token: &str,
+        stop: &CancellationToken,
+    ) -> Result<(), Stopped>
     where
         T: RowOwned + RowWrite + Serialize + Sync,
     {
@@ -100,7 +111,10 @@ impl Sink {
             let result = tokio::time::timeout(self.timeout, self.insert(table, rows, token)).await;
             let error = match result {
                 Ok(Ok(())) => {
-                    self.metrics.rows_inserted.with_label_values(&[table]).inc_by(rows.len() as u64);
+                    self.metrics
+                        .rows_inserted
+                        .with_label_values(&[table])
+                        .inc_by(rows.len() as u64);
                     self.metrics
                         .insert_duration_seconds
                         .with_label_values(&[table])
@@ -111,7 +125,10 @@ impl Sink {
                 Err(_) => clickhouse::error::Error::TimedOut,
             };
             let error_type = retry::error_type(&error);
-            self.metrics.insert_errors.with_label_values(&[table, &error_type]).inc();
+            self.metrics
+                .insert_errors
+                .with_label_values(&[table, &error_type])
+                .inc();
             if classify(&error) == Failure::Permanent {
                 self.set_aside(table, token, rows, &error);
                 return Ok(());
@@ -129,7 +146,12 @@ impl Sink {
         unreachable!("the attempt counter does not run out")
     }
 
-    async fn insert<T>(&self, table: &str, rows: &[T], token: &str) -> Result<(), clickhouse::error::Error>
+    async fn insert<T>(
+        &self,
+        table: &str,
+        rows: &[T],
+        token: &str,
+    ) -> Result<(), clickhouse::error::Error>
     where
         T: RowOwned + RowWrite,
     {
@@ -145,11 +167,24 @@ impl Sink {
         insert.end().await
     }
 
-    fn set_aside<T: Serialize>(&self, table: &str, token: &str, rows: &[T], error: &clickhouse::error::Error) {
-        self.metrics.dead_letter_batches.with_label_values(&[table]).inc();
+    fn set_aside<T: Serialize>(
+        &self,
+        table: &str,
+        token: &str,
+        rows: &[T],
+        error: &clickhouse::error::Error,
+    ) {
+        self.metrics
+            .dead_letter_batches
+            .with_label_values(&[table])
+            .inc();
         match self.dead_letter.put(table, token, rows, &error.to_string()) {
-            Ok(path) => tracing::error!(%error, table, rows = rows.len(), path = %path.display(), "clickhouse refused a batch for good; set aside"),
-            Err(io) => tracing::error!(%error, %io, table, rows = rows.len(), "clickhouse refused a batch for good and it could not be set aside; rows lost"),
+            Ok(path) => {
+                tracing::error!(%error, table, rows = rows.len(), path = %path.display(), "clickhouse refused a batch for good; set aside")
+            }
+            Err(io) => {
+                tracing::error!(%error, %io, table, rows = rows.len(), "clickhouse refused a batch for good and it could not be set aside; rows lost")
+            }
         }
     }
 }

@@ -22,7 +22,10 @@ const PERMANENT_CODES: &[u32] = &[
 /// The `Code: N.` of a ClickHouse error text.
 pub fn error_code(text: &str) -> Option<u32> {
     let rest = &text[text.find("Code: ")? + "Code: ".len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub fn classify(error: &clickhouse::error::Error) -> Failure {
@@ -90,7 +93,10 @@ mod tests {
             classify(&clickhouse::error::Error::BadResponse(busy.into())),
             Failure::Retryable
         );
-        assert_eq!(classify(&clickhouse::error::Error::TimedOut), Failure::Retryable);
+        assert_eq!(
+            classify(&clickhouse::error::Error::TimedOut),
+            Failure::Retryable
+        );
     }
 
     #[test]

@@ -81,12 +81,21 @@ fn sample(kind: &TableDef, tenant: &str) -> (LogRecord, Vec<(String, String)>) {
                             format!("toString(toUnixTimestamp64Nano(`{}`))", column.name),
                             "1700000000123456789".into(),
                         ));
-                        record.attributes.push(kv(name, Value::IntValue(1_700_000_000_123_456_789)));
+                        record
+                            .attributes
+                            .push(kv(name, Value::IntValue(1_700_000_000_123_456_789)));
                         continue;
                     }
                     t if t.starts_with("Array") => (
                         Value::ArrayValue(ArrayValue {
-                            values: vec![AnyValue { value: Some(s("a1")) }, AnyValue { value: Some(s("b2")) }],
+                            values: vec![
+                                AnyValue {
+                                    value: Some(s("a1")),
+                                },
+                                AnyValue {
+                                    value: Some(s("b2")),
+                                },
+                            ],
                         }),
                         "['a1','b2']".to_owned(),
                     ),
@@ -103,13 +112,17 @@ fn sample(kind: &TableDef, tenant: &str) -> (LogRecord, Vec<(String, String)>) {
                 checks.push((expression, expected));
             }
             Source::Body => {
-                record.body = Some(AnyValue { value: Some(s("the body")) });
+                record.body = Some(AnyValue {
+                    value: Some(s("the body")),
+                });
                 checks.push((expression, "the body".into()));
             }
             Source::SeverityText => checks.push((expression, "error".into())),
             Source::SeverityNumber => checks.push((expression, "17".into())),
             Source::OtherAttributes => {
-                record.attributes.push(kv("extra.detail", Value::IntValue(42)));
+                record
+                    .attributes
+                    .push(kv("extra.detail", Value::IntValue(42)));
                 checks.push((format!("`{}`['extra.detail']", column.name), "42".into()));
             }
             other => panic!("no sample for {other:?}"),
@@ -130,10 +143,16 @@ pub enum Transport {
     Grpc,
 }
 
-pub async fn send_logs(logbook: &Logbook, transport: Transport, request: &ExportLogsServiceRequest) -> u16 {
+pub async fn send_logs(
+    logbook: &Logbook,
+    transport: Transport,
+    request: &ExportLogsServiceRequest,
+) -> u16 {
     match transport {
         Transport::Grpc => {
-            let mut client = LogsServiceClient::connect(logbook.grpc.clone()).await.unwrap();
+            let mut client = LogsServiceClient::connect(logbook.grpc.clone())
+                .await
+                .unwrap();
             match client.export(request.clone()).await {
                 Ok(_) => 200,
                 Err(status) => match status.code() {
@@ -146,8 +165,14 @@ pub async fn send_logs(logbook: &Logbook, transport: Transport, request: &Export
         }
         http => {
             let (body, content_type, gzip) = match http {
-                Transport::HttpJson => (serde_json::to_vec(request).unwrap(), "application/json", false),
-                Transport::HttpProtobufGzip => (request.encode_to_vec(), "application/x-protobuf", true),
+                Transport::HttpJson => (
+                    serde_json::to_vec(request).unwrap(),
+                    "application/json",
+                    false,
+                ),
+                Transport::HttpProtobufGzip => {
+                    (request.encode_to_vec(), "application/x-protobuf", true)
+                }
                 _ => (request.encode_to_vec(), "application/x-protobuf", false),
             };
             post(logbook, "/v1/logs", content_type, body, gzip).await.0
@@ -155,7 +180,13 @@ pub async fn send_logs(logbook: &Logbook, transport: Transport, request: &Export
     }
 }
 
-pub async fn post(logbook: &Logbook, path: &str, content_type: &str, body: Vec<u8>, gzip: bool) -> (u16, String) {
+pub async fn post(
+    logbook: &Logbook,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    gzip: bool,
+) -> (u16, String) {
     let mut builder = reqwest::Client::new()
         .post(format!("{}{path}", logbook.http))
         .header("content-type", content_type);
@@ -182,7 +213,13 @@ pub async fn count_where(db: &TestDb, table: &str, condition: &str) -> u64 {
 }
 
 /// Waits until `table` has `want` rows matching `condition`.
-pub async fn wait_for(db: &TestDb, table: &str, condition: &str, want: u64, within: Duration) -> u64 {
+pub async fn wait_for(
+    db: &TestDb,
+    table: &str,
+    condition: &str,
+    want: u64,
+    within: Duration,
+) -> u64 {
     let started = Instant::now();
     loop {
         let have = count_where(db, table, condition).await;
@@ -216,10 +253,17 @@ async fn every_log_kind_round_trips_over_every_transport() {
         assert_eq!(status, 200, "{transport:?}");
     }
     let total = (schema::KINDS.len() * transports.len()) as u64;
-    assert_eq!(wait_for(&db, "otel_logs", "1", total, Duration::from_secs(20)).await, total);
+    assert_eq!(
+        wait_for(&db, "otel_logs", "1", total, Duration::from_secs(20)).await,
+        total
+    );
     for (table, tenant, checks) in expectations {
         let condition = format!("tenant = '{tenant}'");
-        assert_eq!(wait_for(&db, table, &condition, 1, Duration::from_secs(10)).await, 1, "{table} {tenant}");
+        assert_eq!(
+            wait_for(&db, table, &condition, 1, Duration::from_secs(10)).await,
+            1,
+            "{table} {tenant}"
+        );
         for (expression, expected) in checks {
             let sql = format!("SELECT {expression} FROM `{table}` WHERE {condition}");
             let got: String = db.client.query(&sql).fetch_one().await.unwrap();
@@ -248,10 +292,21 @@ async fn standard_otlp_json_is_accepted() {
         {{"key":"logbook.outcome","value":{{"stringValue":"error"}}}}]}}]}}]}}]}}"#,
         now_nanos()
     );
-    let (status, text) = post(&logbook, "/v1/logs", "application/json", body.into_bytes(), false).await;
+    let (status, text) = post(
+        &logbook,
+        "/v1/logs",
+        "application/json",
+        body.into_bytes(),
+        false,
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
-    let condition = "bot = 'json-bot' AND status_code = 404 AND trace_id = '5b8efff798038103d269b633813fc60c'";
-    assert_eq!(wait_for(&db, "api_calls", condition, 1, Duration::from_secs(10)).await, 1);
+    let condition =
+        "bot = 'json-bot' AND status_code = 404 AND trace_id = '5b8efff798038103d269b633813fc60c'";
+    assert_eq!(
+        wait_for(&db, "api_calls", condition, 1, Duration::from_secs(10)).await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -282,18 +337,54 @@ async fn spans_reach_otel_traces_and_the_trace_id_lookup() {
             ..Default::default()
         }],
     };
-    let (status, _) = post(&logbook, "/v1/traces", "application/x-protobuf", request.encode_to_vec(), false).await;
+    let (status, _) = post(
+        &logbook,
+        "/v1/traces",
+        "application/x-protobuf",
+        request.encode_to_vec(),
+        false,
+    )
+    .await;
     assert_eq!(status, 200);
-    let mut client = TraceServiceClient::connect(logbook.grpc.clone()).await.unwrap();
+    let mut client = TraceServiceClient::connect(logbook.grpc.clone())
+        .await
+        .unwrap();
     let mut second = request.clone();
     second.resource_spans[0].scope_spans[0].spans.truncate(1);
     second.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![0x22; 16];
     client.export(second).await.unwrap();
     let trace = "11".repeat(16);
-    assert_eq!(wait_for(&db, "otel_traces", &format!("TraceId = '{trace}'"), 3, Duration::from_secs(10)).await, 3);
-    assert_eq!(wait_for(&db, "otel_traces", "TraceId = '2222222222222222'", 0, Duration::ZERO).await, 0);
     assert_eq!(
-        wait_for(&db, "otel_traces", &format!("TraceId = '{}'", "22".repeat(16)), 1, Duration::from_secs(10)).await,
+        wait_for(
+            &db,
+            "otel_traces",
+            &format!("TraceId = '{trace}'"),
+            3,
+            Duration::from_secs(10)
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "otel_traces",
+            "TraceId = '2222222222222222'",
+            0,
+            Duration::ZERO
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "otel_traces",
+            &format!("TraceId = '{}'", "22".repeat(16)),
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
         1
     );
     let kind: String = db
@@ -304,5 +395,326 @@ async fn spans_reach_otel_traces_and_the_trace_id_lookup() {
         .await
         .unwrap();
     assert_eq!(kind, "Internal");
-    assert!(count_where(&db, "otel_traces_trace_id_ts", &format!("TraceId = '{trace}'")).await >= 1);
+    assert!(
+        count_where(
+            &db,
+            "otel_traces_trace_id_ts",
+            &format!("TraceId = '{trace}'")
+        )
+        .await
+            >= 1
+    );
+}
+
+fn api_call(bot: &str, user: &str) -> LogRecord {
+    LogRecord {
+        time_unix_nano: now_nanos(),
+        event_name: "logbook.api_call".into(),
+        body: Some(AnyValue {
+            value: Some(s(user)),
+        }),
+        attributes: vec![
+            kv("logbook.bot.name", s(bot)),
+            kv("user.name", s(user)),
+            kv("http.request.method", s("POST")),
+            kv("url.full", s("https://api.example.com/v1")),
+            kv("http.response.status_code", Value::IntValue(200)),
+            kv("logbook.outcome", s("success")),
+        ],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_valid_requests_around_it_are_stored() {
+    let db = test_db("ingest_bad_input").await;
+    let logbook = Logbook::start(
+        &db,
+        &format!("{FAST}[ingest]\nmax_request_size = \"64 KiB\"\n"),
+    )
+    .await;
+    let valid = |i: usize| request("bad-input", vec![api_call("steady", &format!("valid-{i}"))]);
+    let mut sent_valid = 0;
+    let check = |status: u16, want: u16, what: &str, body: &str| {
+        assert_eq!(status, want, "{what}: {body}");
+    };
+    let protobuf = "application/x-protobuf";
+
+    let mut cases: Vec<(&str, &str, Vec<u8>, bool, u16)> = vec![
+        (
+            "malformed protobuf",
+            protobuf,
+            vec![0xff, 0xff, 0xff, 0x01],
+            false,
+            400,
+        ),
+        (
+            "invalid JSON",
+            "application/json",
+            b"{\"resourceLogs\": [".to_vec(),
+            false,
+            400,
+        ),
+        (
+            "wrong content type",
+            "text/plain",
+            b"hello".to_vec(),
+            false,
+            415,
+        ),
+        (
+            "oversized body",
+            protobuf,
+            vec![0u8; 100 * 1024],
+            false,
+            413,
+        ),
+        ("not gzip", protobuf, b"plain".to_vec(), true, 400),
+    ];
+    // A gzip bomb: small on the wire, far over the limit once inflated.
+    {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![0u8; 4 * 1024 * 1024]).unwrap();
+        let bomb = encoder.finish().unwrap();
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/logs", logbook.http))
+            .header("content-type", protobuf)
+            .header("content-encoding", "gzip")
+            .body(bomb)
+            .send()
+            .await
+            .unwrap();
+        check(response.status().as_u16(), 413, "gzip bomb", "");
+    }
+    // Invalid UTF-8 inside a protobuf string.
+    let mut bytes = request("bad-input", vec![api_call("steady", "ZZZZZZZZ")]).encode_to_vec();
+    let at = bytes.windows(8).position(|w| w == b"ZZZZZZZZ").unwrap();
+    bytes[at..at + 4].copy_from_slice(&[0xff, 0xfe, 0xfd, 0xfc]);
+    cases.push(("invalid UTF-8", protobuf, bytes, false, 400));
+    // Nesting deeper than any decoder should follow.
+    let mut deep = AnyValue {
+        value: Some(s("bottom")),
+    };
+    for _ in 0..200 {
+        deep = AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue { values: vec![deep] })),
+        };
+    }
+    let mut record = api_call("steady", "deep");
+    record.attributes.push(KeyValue {
+        key: "deep".into(),
+        value: Some(deep),
+        ..Default::default()
+    });
+    cases.push((
+        "deep protobuf nesting",
+        protobuf,
+        request("bad-input", vec![record]).encode_to_vec(),
+        false,
+        400,
+    ));
+    let deep_json = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    cases.push((
+        "deep JSON nesting",
+        "application/json",
+        deep_json.into_bytes(),
+        false,
+        400,
+    ));
+
+    for (i, (what, content_type, body, gzip, want)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            send_logs(&logbook, Transport::HttpProtobuf, &valid(i)).await,
+            200
+        );
+        sent_valid += 1;
+        let (status, text) = post(&logbook, "/v1/logs", content_type, body, gzip).await;
+        check(status, want, what, &text);
+        assert!(!text.is_empty(), "{what}: the refusal says why");
+    }
+    // Attribute of the wrong type: stored in otel_logs, refused for api_calls, and said so.
+    let mut wrong = api_call("steady", "wrong-type");
+    wrong
+        .attributes
+        .retain(|kv| kv.key != "http.response.status_code");
+    wrong
+        .attributes
+        .push(kv("http.response.status_code", s("two hundred")));
+    assert_eq!(
+        send_logs(
+            &logbook,
+            Transport::Grpc,
+            &request("bad-input", vec![wrong])
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpJson, &valid(99)).await,
+        200
+    );
+    sent_valid += 1;
+
+    assert_eq!(
+        wait_for(
+            &db,
+            "api_calls",
+            "bot = 'steady'",
+            sent_valid,
+            Duration::from_secs(15)
+        )
+        .await,
+        sent_valid
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "otel_logs",
+            "Body = 'wrong-type'",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count_where(&db, "api_calls", "end_user = 'wrong-type'").await,
+        0
+    );
+    let condition = "log_type = 'logbook.router' AND message LIKE '%api_calls: status_code%'";
+    assert_eq!(
+        wait_for(
+            &db,
+            "monitoring_events",
+            condition,
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        1
+    );
+    let metrics = logbook.metrics().await;
+    assert!(
+        metrics.contains(
+            "logbook_typed_rejected_records_total{column=\"status_code\",table=\"api_calls\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("logbook_refused_records_total{reason=\"invalid\",signal=\"logs\"}"));
+    let health = reqwest::get(format!("{}/healthz", logbook.api))
+        .await
+        .unwrap();
+    assert!(health.status().is_success(), "logbook kept running");
+}
+
+#[tokio::test]
+async fn secrets_are_redacted_in_every_table_and_in_the_queue() {
+    let db = test_db("ingest_redaction").await;
+    let logbook = Logbook::start(&db, FAST).await;
+    let mut call = api_call("redaction-bot", "alice");
+    call.attributes.extend([
+        kv("http.request.header.authorization", s("Bearer tok-9c1f2e")),
+        kv(
+            "logbook.request.body",
+            s(r#"curl -X POST https://api.example.com/login -H 'Authorization: Basic dXNlcjpwdy0zMw==' -d '{"user":"alice","password":"pw-hunter2-77"}'"#),
+        ),
+        kv("logbook.response.body", s(r#"{"access_token":"at-5e6f7a","ok":true}"#)),
+        kv("url.full", s("https://api.example.com/v1?api_key=key-31337&page=2")),
+        kv("logbook.outcome", s("error")),
+    ]);
+    call.attributes.retain(|kv| !(kv.key == "url.full" && matches!(&kv.value, Some(AnyValue { value: Some(Value::StringValue(v)) }) if v.ends_with("/v1"))));
+    call.attributes.retain(|kv| !(kv.key == "logbook.outcome" && matches!(&kv.value, Some(AnyValue { value: Some(Value::StringValue(v)) }) if v == "success")));
+    assert_eq!(
+        send_logs(
+            &logbook,
+            Transport::HttpProtobuf,
+            &request("bots", vec![call])
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "api_calls",
+            "bot = 'redaction-bot'",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "errors",
+            "source = 'redaction-bot'",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        1
+    );
+    let secrets = [
+        "tok-9c1f2e",
+        "dXNlcjpwdy0zMw",
+        "pw-hunter2-77",
+        "at-5e6f7a",
+        "key-31337",
+    ];
+    for table in ["otel_logs", "api_calls", "errors"] {
+        for secret in secrets {
+            let leaked = count_where(
+                &db,
+                table,
+                &format!("position(formatRow('TSV', *), '{secret}') > 0"),
+            )
+            .await;
+            assert_eq!(leaked, 0, "{secret} reached {table}");
+        }
+        assert!(
+            count_where(
+                &db,
+                table,
+                "position(formatRow('TSV', *), '[REDACTED]') > 0"
+            )
+            .await
+                >= 1,
+            "{table}"
+        );
+    }
+    let body: String = db
+        .client
+        .query("SELECT request_body FROM api_calls WHERE bot = 'redaction-bot'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(
+        body.contains(r#""user":"alice""#) && body.contains("https://api.example.com/login"),
+        "{body}"
+    );
+    for entry in walk(logbook.dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for secret in secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} is on disk in {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

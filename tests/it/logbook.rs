@@ -18,8 +18,24 @@ pub struct Logbook {
     pub api: String,
 }
 
+/// Overlays `extra` on `base`, table by table.
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (key, value) in extra {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(more)) => merge(inner, more),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Logbook {
@@ -28,28 +44,37 @@ impl Logbook {
         Self::start_on(&db.url, &db.user, &db.password, &db.database, extra).await
     }
 
-    pub async fn start_on(url: &str, user: &str, password: &str, database: &str, extra: &str) -> Logbook {
+    pub async fn start_on(
+        url: &str,
+        user: &str,
+        password: &str,
+        database: &str,
+        extra: &str,
+    ) -> Logbook {
         let dir = tempfile::tempdir().unwrap();
         let (http, grpc, api) = (free_port(), free_port(), free_port());
         let config = dir.path().join("logbook.toml");
         let queue = dir.path().join("queue");
-        std::fs::write(
-            &config,
-            format!(
-                "[clickhouse]\nurl = {url:?}\nuser = {user:?}\npassword = {password:?}\ndatabase = {database:?}\n\
-                 [server]\nlisten = \"127.0.0.1:{api}\"\nreadiness_probe_interval = \"200ms\"\n\
-                 [ingest]\nhttp_listen = \"127.0.0.1:{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\n\
-                 [queue]\npath = {:?}\n{extra}\n",
-                queue.display().to_string()
-            ),
-        )
-        .unwrap();
+        let base = format!(
+            "[clickhouse]\nurl = {url:?}\nuser = {user:?}\npassword = {password:?}\ndatabase = {database:?}\n\
+             [server]\nlisten = \"127.0.0.1:{api}\"\nreadiness_probe_interval = \"200ms\"\n\
+             [ingest]\nhttp_listen = \"127.0.0.1:{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\n\
+             [queue]\npath = {:?}\n",
+            queue.display().to_string()
+        );
+        let mut table: toml::Table = base.parse().unwrap();
+        merge(&mut table, extra.parse().unwrap());
+        std::fs::write(&config, table.to_string()).unwrap();
         let migrate = Command::new(env!("CARGO_BIN_EXE_logbook"))
             .args(["migrate", "--config"])
             .arg(&config)
             .output()
             .unwrap();
-        assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+        assert!(
+            migrate.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
         let mut logbook = Logbook {
             child: None,
             config,
@@ -85,7 +110,11 @@ impl Logbook {
             {
                 return;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "logbook did not start: {}", self.stderr());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "logbook did not start: {}",
+                self.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -109,7 +138,11 @@ impl Logbook {
             let pid = child.id().to_string();
             Command::new("kill").args(["-TERM", &pid]).status().unwrap();
             let status = child.wait().unwrap();
-            assert!(status.success(), "logbook exited with {status}: {}", self.stderr());
+            assert!(
+                status.success(),
+                "logbook exited with {status}: {}",
+                self.stderr()
+            );
         }
     }
 
@@ -122,7 +155,12 @@ impl Logbook {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.api)).await.unwrap().text().await.unwrap()
+        reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 }
 

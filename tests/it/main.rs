@@ -3,6 +3,6 @@
 
 mod engine;
 mod harness;
-mod schema;
 mod ingest;
 mod logbook;
+mod schema;
