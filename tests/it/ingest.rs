@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use logbook::schema::{self, Source, TableDef};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -148,36 +147,16 @@ pub async fn send_logs(
     transport: Transport,
     request: &ExportLogsServiceRequest,
 ) -> u16 {
-    match transport {
-        Transport::Grpc => {
-            let mut client = LogsServiceClient::connect(logbook.grpc.clone())
-                .await
-                .unwrap();
-            match client.export(request.clone()).await {
-                Ok(_) => 200,
-                Err(status) => match status.code() {
-                    tonic::Code::ResourceExhausted => 429,
-                    tonic::Code::Unavailable => 503,
-                    tonic::Code::InvalidArgument => 400,
-                    other => panic!("unexpected gRPC status {other:?}: {status}"),
-                },
-            }
-        }
-        http => {
-            let (body, content_type, gzip) = match http {
-                Transport::HttpJson => (
-                    serde_json::to_vec(request).unwrap(),
-                    "application/json",
-                    false,
-                ),
-                Transport::HttpProtobufGzip => {
-                    (request.encode_to_vec(), "application/x-protobuf", true)
-                }
-                _ => (request.encode_to_vec(), "application/x-protobuf", false),
-            };
-            post(logbook, "/v1/logs", content_type, body, gzip).await.0
-        }
-    }
+    logbook
+        .endpoints()
+        .send(transport, request)
+        .await
+        .expect("logbook is reachable")
+}
+
+/// An api_call record whose end user and body are `n-<n>`: one number per record.
+pub fn api_call_numbered(bot: &str, n: u64) -> LogRecord {
+    api_call(bot, &format!("n-{n}"))
 }
 
 pub async fn post(

@@ -7,7 +7,68 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use prost::Message;
+
 use crate::harness::TestDb;
+use crate::ingest::Transport;
+
+/// Where to send OTLP.
+pub struct Endpoints {
+    pub http: String,
+    pub grpc: String,
+}
+
+impl Endpoints {
+    /// The HTTP status (gRPC codes mapped to their HTTP equivalents), or `None` when logbook
+    /// could not be reached.
+    pub async fn send(
+        &self,
+        transport: Transport,
+        request: &ExportLogsServiceRequest,
+    ) -> Option<u16> {
+        if let Transport::Grpc = transport {
+            let mut client = LogsServiceClient::connect(self.grpc.clone()).await.ok()?;
+            return Some(match client.export(request.clone()).await {
+                Ok(_) => 200,
+                Err(status) => match status.code() {
+                    tonic::Code::ResourceExhausted => 429,
+                    tonic::Code::Unavailable => 503,
+                    tonic::Code::InvalidArgument => 400,
+                    tonic::Code::Unauthenticated => 401,
+                    _ => return None,
+                },
+            });
+        }
+        let (body, content_type, gzip) = match transport {
+            Transport::HttpJson => (
+                serde_json::to_vec(request).unwrap(),
+                "application/json",
+                false,
+            ),
+            Transport::HttpProtobufGzip => {
+                (request.encode_to_vec(), "application/x-protobuf", true)
+            }
+            _ => (request.encode_to_vec(), "application/x-protobuf", false),
+        };
+        let mut builder = reqwest::Client::new()
+            .post(format!("{}/v1/logs", self.http))
+            .header("content-type", content_type);
+        let body = if gzip {
+            use std::io::Write;
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(&body).unwrap();
+            builder = builder.header("content-encoding", "gzip");
+            encoder.finish().unwrap()
+        } else {
+            body
+        };
+        let response = builder.body(body).send().await.ok()?;
+        Some(response.status().as_u16())
+    }
+}
 
 pub struct Logbook {
     child: Option<Child>,
@@ -143,6 +204,13 @@ impl Logbook {
                 "logbook exited with {status}: {}",
                 self.stderr()
             );
+        }
+    }
+
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            http: self.http.clone(),
+            grpc: self.grpc.clone(),
         }
     }
 

@@ -1,0 +1,273 @@
+//! Acknowledged data is never lost and never stored twice: through `kill -9` of logbook under
+//! load, and through a ClickHouse outage; a full queue pushes back with 429 /
+//! RESOURCE_EXHAUSTED instead of dropping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::harness::{TestDb, TestServer, test_db};
+use crate::ingest::{FAST, Transport, api_call_numbered, request, send_logs, wait_for};
+use crate::logbook::Logbook;
+
+/// Sends numbered api_call records, one request of `per_request` at a time, until told to
+/// stop; records the numbers of every acknowledged request. A failed request's numbers are
+/// never re-sent, so each number is sent at most once.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<u64>>>,
+    refused: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(http: String, grpc: String, bot: &'static str, per_request: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let refused = Arc::new(AtomicU64::new(0));
+        let task = {
+            let (stop, acked, refused) = (stop.clone(), acked.clone(), refused.clone());
+            tokio::spawn(async move {
+                let mut next = 0u64;
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let numbers: Vec<u64> = (next..next + per_request).collect();
+                    next += per_request;
+                    round += 1;
+                    let records = numbers.iter().map(|n| api_call_numbered(bot, *n)).collect();
+                    let transport = if round % 2 == 0 {
+                        Transport::Grpc
+                    } else {
+                        Transport::HttpProtobuf
+                    };
+                    let status = send_to(&http, &grpc, transport, &request("load", records)).await;
+                    match status {
+                        Some(200) => acked.lock().await.extend(numbers),
+                        Some(429) | Some(503) => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            })
+        };
+        Load {
+            stop,
+            acked,
+            refused,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (BTreeSet<u64>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        let acked = self.acked.lock().await.clone();
+        (acked, self.refused.load(Ordering::Relaxed))
+    }
+}
+
+/// Sends without panicking on connection errors (logbook may be dead right now).
+async fn send_to(
+    http: &str,
+    grpc: &str,
+    transport: Transport,
+    request: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+) -> Option<u16> {
+    let probe = crate::logbook::Endpoints {
+        http: http.to_owned(),
+        grpc: grpc.to_owned(),
+    };
+    tokio::time::timeout(Duration::from_secs(10), probe.send(transport, request))
+        .await
+        .ok()
+        .flatten()
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct Seen {
+    user: String,
+    copies: u64,
+}
+
+/// Every acknowledged number is stored exactly once in otel_logs and in api_calls; nothing is
+/// stored twice.
+async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
+    let want = acked.len() as u64;
+    let condition = format!("bot = '{bot}'");
+    wait_for(db, "api_calls", &condition, want, Duration::from_secs(60)).await;
+    for (table, column, filter) in [
+        ("api_calls", "end_user", format!("bot = '{bot}'")),
+        (
+            "otel_logs",
+            "Body",
+            format!("LogAttributes['logbook.bot.name'] = '{bot}'"),
+        ),
+    ] {
+        let rows: Vec<Seen> = db
+            .client
+            .query(&format!(
+                "SELECT {column} AS user, count() AS copies FROM {table} WHERE {filter} GROUP BY user"
+            ))
+            .fetch_all()
+            .await
+            .unwrap();
+        let seen: BTreeMap<u64, u64> = rows
+            .into_iter()
+            .map(|r| (r.user.trim_start_matches("n-").parse().unwrap(), r.copies))
+            .collect();
+        let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "{table}: stored more than once: {twice:?}"
+        );
+        let missing: Vec<_> = acked.iter().filter(|n| !seen.contains_key(n)).collect();
+        assert!(
+            missing.is_empty(),
+            "{table}: {} acknowledged records lost, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
+    let db = test_db("durability_kill9").await;
+    let mut logbook = Logbook::start(&db, FAST).await;
+    let load = Load::start(logbook.http.clone(), logbook.grpc.clone(), "kill9-bot", 20);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        logbook.restart().await; // SIGKILL, then start again on the same queue
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (acked, _) = load.finish().await;
+    assert!(
+        acked.len() > 100,
+        "the load got through: {} records",
+        acked.len()
+    );
+    assert_exactly_once(&db, "kill9-bot", &acked).await;
+    assert!(logbook.stderr().contains("replaying") || logbook.stderr().contains("logbook serving"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_outage_under_load_loses_and_duplicates_nothing() {
+    let mut server = TestServer::start(None, None);
+    let endpoint = server.endpoint();
+    let admin = endpoint.client();
+    admin
+        .query("CREATE DATABASE IF NOT EXISTS outage")
+        .execute()
+        .await
+        .unwrap();
+    let db = TestDb {
+        client: endpoint.client().with_database("outage"),
+        url: endpoint.url.clone(),
+        user: endpoint.user.clone(),
+        password: endpoint.password.clone(),
+        database: "outage".into(),
+    };
+    let config =
+        format!("{FAST}[sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"300ms\"\n");
+    let logbook = Logbook::start(&db, &config).await;
+    let load = Load::start(logbook.http.clone(), logbook.grpc.clone(), "outage-bot", 20);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let queued_during_outage = load.acked.lock().await.len();
+    server.restart();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (acked, _) = load.finish().await;
+    assert!(
+        acked.len() > queued_during_outage,
+        "load continued after the outage"
+    );
+    assert_exactly_once(&db, "outage-bot", &acked).await;
+    let metrics = logbook.metrics().await;
+    assert!(
+        metrics.contains("logbook_clickhouse_insert_errors_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_answers_429_and_resource_exhausted_then_drains() {
+    let mut server = TestServer::start(None, None);
+    let endpoint = server.endpoint();
+    endpoint
+        .client()
+        .query("CREATE DATABASE IF NOT EXISTS small_queue")
+        .execute()
+        .await
+        .unwrap();
+    let db = TestDb {
+        client: endpoint.client().with_database("small_queue"),
+        url: endpoint.url.clone(),
+        user: endpoint.user.clone(),
+        password: endpoint.password.clone(),
+        database: "small_queue".into(),
+    };
+    let config = format!(
+        "{FAST}[ingest]\nmax_request_size = \"16 KiB\"\n[queue]\nmax_bytes = \"64 KiB\"\n\
+         [sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"200ms\"\n"
+    );
+    let logbook = Logbook::start(&db, &config).await;
+    server.stop();
+    let mut acked = BTreeSet::new();
+    let (mut http_429, mut grpc_exhausted) = (false, false);
+    for round in 0..400u64 {
+        let numbers: Vec<u64> = (round * 10..round * 10 + 10).collect();
+        let records = numbers
+            .iter()
+            .map(|n| api_call_numbered("full-bot", *n))
+            .collect();
+        let transport = if round % 2 == 0 {
+            Transport::HttpProtobuf
+        } else {
+            Transport::Grpc
+        };
+        match send_logs(&logbook, transport, &request("full", records)).await {
+            200 => acked.extend(numbers),
+            429 if matches!(transport, Transport::HttpProtobuf) => http_429 = true,
+            429 => grpc_exhausted = true,
+            other => panic!("unexpected status {other}"),
+        }
+        if http_429 && grpc_exhausted {
+            break;
+        }
+    }
+    assert!(http_429 && grpc_exhausted, "both receivers pushed back");
+    let ready = reqwest::get(format!("{}/readyz", logbook.api))
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "not ready while the queue is full"
+    );
+    server.restart();
+    assert_exactly_once(&db, "full-bot", &acked).await;
+}
+
+#[tokio::test]
+async fn graceful_stop_flushes_the_open_batch() {
+    let db = test_db("durability_sigterm").await;
+    // Batches would wait a minute: only the shutdown flush can store these rows in time.
+    let mut logbook = Logbook::start(&db, "[batch]\nmax_age = \"60s\"\n").await;
+    let records = (0..25)
+        .map(|n| api_call_numbered("sigterm-bot", n))
+        .collect();
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpProtobuf, &request("stop", records)).await,
+        200
+    );
+    logbook.stop();
+    let acked: BTreeSet<u64> = (0..25).collect();
+    assert_exactly_once(&db, "sigterm-bot", &acked).await;
+}
