@@ -105,10 +105,10 @@ impl Pipeline {
                 entry = reader.next() => Some(entry?),
             };
             let Some(entry) = entry else {
-                if let Some(full) = batch.take() {
-                    if self.flush(full, queue_id, true, &stop).await.is_err() {
-                        return Ok(());
-                    }
+                if let Some(full) = batch.take()
+                    && self.flush(full, queue_id, true, &stop).await.is_err()
+                {
+                    return Ok(());
                 }
                 continue;
             };

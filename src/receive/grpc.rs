@@ -6,13 +6,13 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
@@ -74,12 +74,7 @@ impl LogsService for Grpc {
             .logs(request.into_inner())
             .await
             .map_err(|e| self.status("logs", e))?;
-        Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (partial.rejected > 0).then(|| ExportLogsPartialSuccess {
-                rejected_log_records: partial.rejected,
-                error_message: partial.message,
-            }),
-        }))
+        Ok(Response::new(partial.logs_response()))
     }
 }
 
@@ -96,11 +91,6 @@ impl TraceService for Grpc {
             .traces(request.into_inner())
             .await
             .map_err(|e| self.status("traces", e))?;
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (partial.rejected > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: partial.rejected,
-                error_message: partial.message,
-            }),
-        }))
+        Ok(Response::new(partial.traces_response()))
     }
 }

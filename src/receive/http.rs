@@ -10,12 +10,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -51,7 +47,7 @@ pub fn router(intake: Arc<Intake>) -> Router {
 async fn logs(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
     let format = match request_format(&headers) {
         Ok(format) => format,
-        Err(response) => return response,
+        Err(message) => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
     };
     let result = async {
         let request: ExportLogsServiceRequest = decode(&intake, &headers, format, body).await?;
@@ -59,16 +55,7 @@ async fn logs(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes
     }
     .await;
     match result {
-        Ok(partial) => encode(
-            format,
-            StatusCode::OK,
-            &ExportLogsServiceResponse {
-                partial_success: (partial.rejected > 0).then(|| ExportLogsPartialSuccess {
-                    rejected_log_records: partial.rejected,
-                    error_message: partial.message,
-                }),
-            },
-        ),
+        Ok(partial) => encode(format, StatusCode::OK, &partial.logs_response()),
         Err(error) => refuse(&intake, "logs", format, error),
     }
 }
@@ -76,7 +63,7 @@ async fn logs(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes
 async fn traces(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
     let format = match request_format(&headers) {
         Ok(format) => format,
-        Err(response) => return response,
+        Err(message) => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
     };
     let result = async {
         let request: ExportTraceServiceRequest = decode(&intake, &headers, format, body).await?;
@@ -84,21 +71,12 @@ async fn traces(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Byt
     }
     .await;
     match result {
-        Ok(partial) => encode(
-            format,
-            StatusCode::OK,
-            &ExportTraceServiceResponse {
-                partial_success: (partial.rejected > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: partial.rejected,
-                    error_message: partial.message,
-                }),
-            },
-        ),
+        Ok(partial) => encode(format, StatusCode::OK, &partial.traces_response()),
         Err(error) => refuse(&intake, "traces", format, error),
     }
 }
 
-fn request_format(headers: &HeaderMap) -> Result<Format, Response> {
+fn request_format(headers: &HeaderMap) -> Result<Format, String> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -107,13 +85,9 @@ fn request_format(headers: &HeaderMap) -> Result<Format, Response> {
     match mime {
         "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
         "application/json" => Ok(Format::Json),
-        _ => Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "content type {content_type:?} is not supported: send application/x-protobuf or application/json"
-            ),
-        )
-            .into_response()),
+        _ => Err(format!(
+            "content type {content_type:?} is not supported: send application/x-protobuf or application/json"
+        )),
     }
 }
 

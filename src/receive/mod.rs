@@ -9,8 +9,12 @@ pub mod http;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 
 use crate::config::Secret;
 use crate::envelope::Envelope;
@@ -38,6 +42,27 @@ pub enum IntakeError {
 pub struct Partial {
     pub rejected: i64,
     pub message: String,
+}
+
+impl Partial {
+    /// The OTLP response: `partial_success` only when something was rejected.
+    pub fn logs_response(self) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse {
+            partial_success: (self.rejected > 0).then_some(ExportLogsPartialSuccess {
+                rejected_log_records: self.rejected,
+                error_message: self.message,
+            }),
+        }
+    }
+
+    pub fn traces_response(self) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: (self.rejected > 0).then_some(ExportTracePartialSuccess {
+                rejected_spans: self.rejected,
+                error_message: self.message,
+            }),
+        }
+    }
 }
 
 pub struct Intake {

@@ -12,6 +12,7 @@
 
 mod keys;
 mod text;
+mod triggers;
 
 use std::borrow::Cow;
 

@@ -8,17 +8,16 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use regex::{Captures, Regex};
 
 use super::keys::{SecretKeys, is_whole_line};
+use super::triggers::Triggers;
 use super::{REDACTED, RedactError};
 
 /// Rule families a trigger word enables (bit flags).
 const KEYS: u8 = 1;
 const BEARER: u8 = 2;
 const URL: u8 = 4;
-const ALL: u8 = KEYS | BEARER | URL;
 
 const QUOTED_REDACTED: &str = "\"[REDACTED]\"";
 const ESCAPED_REDACTED: &str = "\\\"[REDACTED]\\\"";
@@ -26,9 +25,7 @@ const ESCAPED_REDACTED: &str = "\\\"[REDACTED]\\\"";
 /// Compiled text rules.
 #[derive(Debug)]
 pub(super) struct TextRules {
-    triggers: AhoCorasick,
-    /// Family of each trigger pattern, by pattern id.
-    families: Vec<u8>,
+    triggers: Triggers,
     /// `"key": value`, `\"key\": value` (JSON escaped in JSON) and `'key': 'value'`.
     json: Regex,
     /// `Name: value` lines (curl `-H`, raw HTTP, YAML-ish log text).
@@ -56,17 +53,10 @@ impl TextRules {
         extra_patterns: &[String],
         max_bytes: usize,
     ) -> Result<Self, RedactError> {
-        let mut words = keys.trigger_words();
-        let mut families = vec![KEYS; words.len()];
-        words.extend(["bearer".to_owned(), "://".to_owned()]);
-        families.extend([BEARER, URL]);
-        let triggers = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&words)
-            .map_err(|e| RedactError::Keys {
-                reason: e.to_string(),
-            })?;
+        let mut words: Vec<(String, u8)> =
+            keys.trigger_words().into_iter().map(|w| (w, KEYS)).collect();
+        words.extend([("bearer".to_owned(), BEARER), ("://".to_owned(), URL)]);
+        let triggers = Triggers::new(&words)?;
 
         let key = keys.alternation();
         // Key names: any prefix ending with a secret name (ends-with, as for attributes).
@@ -100,7 +90,6 @@ impl TextRules {
             .collect::<Result<_, _>>()?;
         Ok(TextRules {
             triggers,
-            families,
             json: builtin(&json)?,
             header: builtin(&header)?,
             form: builtin(&form)?,
@@ -117,7 +106,7 @@ impl TextRules {
     pub(super) fn scrub<'a>(&self, value: &'a str) -> Scrubbed<'a> {
         let mut text = Cow::Borrowed(value);
         let mut redacted = false;
-        let found = self.triggered(value);
+        let found = self.triggers.scan(value);
         if found & KEYS != 0 {
             text = rewrite_with(text, &self.json, &mut redacted, json_edit);
             text = rewrite(text, &self.header, &mut redacted, header_value);
@@ -145,17 +134,6 @@ impl TextRules {
             redacted,
             truncated,
         }
-    }
-
-    fn triggered(&self, value: &str) -> u8 {
-        let mut found = 0;
-        for m in self.triggers.find_iter(value) {
-            found |= self.families[m.pattern().as_usize()];
-            if found == ALL {
-                break;
-            }
-        }
-        found
     }
 }
 

@@ -39,7 +39,7 @@ impl Load {
                     next += per_request;
                     round += 1;
                     let records = numbers.iter().map(|n| api_call_numbered(bot, *n)).collect();
-                    let transport = if round % 2 == 0 {
+                    let transport = if round.is_multiple_of(2) {
                         Transport::Grpc
                     } else {
                         Transport::HttpProtobuf
@@ -227,7 +227,7 @@ async fn full_queue_answers_429_and_resource_exhausted_then_drains() {
             .iter()
             .map(|n| api_call_numbered("full-bot", *n))
             .collect();
-        let transport = if round % 2 == 0 {
+        let transport = if round.is_multiple_of(2) {
             Transport::HttpProtobuf
         } else {
             Transport::Grpc
