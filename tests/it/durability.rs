@@ -95,12 +95,9 @@ struct Seen {
     copies: u64,
 }
 
-/// Every acknowledged number is stored exactly once in otel_logs and in api_calls; nothing is
-/// stored twice.
+/// Every acknowledged number is stored exactly once in otel_logs and in api_calls, and every
+/// acknowledged failed call once in errors; nothing is stored twice.
 async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
-    let want = acked.len() as u64;
-    let condition = format!("bot = '{bot}'");
-    wait_for(db, "api_calls", &condition, want, Duration::from_secs(60)).await;
     for (table, column, filter) in [
         ("api_calls", "end_user", format!("bot = '{bot}'")),
         (
@@ -109,24 +106,33 @@ async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
             format!("LogAttributes['logbook.bot.name'] = '{bot}'"),
         ),
     ] {
-        let rows: Vec<Seen> = db
-            .client
-            .query(&format!(
-                "SELECT {column} AS user, count() AS copies FROM {table} WHERE {filter} GROUP BY user"
-            ))
-            .fetch_all()
-            .await
-            .unwrap();
-        let seen: BTreeMap<u64, u64> = rows
-            .into_iter()
-            .map(|r| (r.user.trim_start_matches("n-").parse().unwrap(), r.copies))
-            .collect();
+        let sql = format!(
+            "SELECT {column} AS user, count() AS copies FROM {table} WHERE {filter} GROUP BY user"
+        );
+        // Unacknowledged requests may be stored too, so wait for the acknowledged numbers
+        // themselves rather than for a count.
+        let started = std::time::Instant::now();
+        let (seen, missing) = loop {
+            let rows: Vec<Seen> = db.client.query(&sql).fetch_all().await.unwrap();
+            let seen: BTreeMap<u64, u64> = rows
+                .into_iter()
+                .map(|r| (r.user.trim_start_matches("n-").parse().unwrap(), r.copies))
+                .collect();
+            let missing: Vec<u64> = acked
+                .iter()
+                .filter(|n| !seen.contains_key(n))
+                .copied()
+                .collect();
+            if missing.is_empty() || started.elapsed() > Duration::from_secs(60) {
+                break (seen, missing);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
         assert!(
             twice.is_empty(),
             "{table}: stored more than once: {twice:?}"
         );
-        let missing: Vec<_> = acked.iter().filter(|n| !seen.contains_key(n)).collect();
         assert!(
             missing.is_empty(),
             "{table}: {} acknowledged records lost, e.g. {:?}",
@@ -134,6 +140,28 @@ async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
             &missing[..missing.len().min(5)]
         );
     }
+    // The errors view saw every failed call once, replays and retries included.
+    let failed = acked.iter().filter(|n| *n % 5 == 0).count() as u64;
+    wait_for(
+        db,
+        "errors",
+        &format!("source = '{bot}'"),
+        failed,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (rows, distinct): (u64, u64) = db
+        .client
+        .query("SELECT count(), uniqExact(related_id) FROM errors WHERE source = ?")
+        .bind(bot)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, distinct, "errors: a failed call was recorded twice");
+    assert!(
+        rows >= failed,
+        "errors: {rows} rows for {failed} acknowledged failed calls"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
