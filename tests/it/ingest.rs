@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use logbook::schema::{self, Source, TableDef};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -702,4 +703,142 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_required_when_configured() {
+    let db = test_db("ingest_tokens").await;
+    let extra =
+        format!("{FAST}[ingest.tokens]\nbilling = \"tok-billing-1\"\nmail = \"tok-mail-2\"\n");
+    let logbook = Logbook::start(&db, &extra).await;
+    let body = request("billing", vec![api_call("token-bot", "with-token")]).encode_to_vec();
+    let send = |token: Option<&'static str>| {
+        let mut builder = reqwest::Client::new()
+            .post(format!("{}/v1/logs", logbook.http))
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone());
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        async move { builder.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send(None).await, 401);
+    assert_eq!(send(Some("tok-wrong")).await, 401);
+    assert_eq!(send(Some("tok-mail-2")).await, 200);
+    let mut client = LogsServiceClient::connect(logbook.grpc.clone())
+        .await
+        .unwrap();
+    let unauthenticated = client
+        .export(request(
+            "billing",
+            vec![api_call("token-bot", "grpc-no-token")],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
+    let mut authed = tonic::Request::new(request(
+        "billing",
+        vec![api_call("token-bot", "grpc-token")],
+    ));
+    authed
+        .metadata_mut()
+        .insert("authorization", "Bearer tok-billing-1".parse().unwrap());
+    client.export(authed).await.unwrap();
+    assert_eq!(
+        wait_for(
+            &db,
+            "api_calls",
+            "bot = 'token-bot'",
+            2,
+            Duration::from_secs(10)
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count_where(&db, "otel_logs", "Body IN ('grpc-no-token')").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
+    let db = test_db("ingest_dead_letter").await;
+    let logbook = Logbook::start(&db, FAST).await;
+    // An older table than this logbook expects: inserts into it can never succeed.
+    db.client
+        .query("ALTER TABLE api_calls DROP COLUMN duration_ms")
+        .execute()
+        .await
+        .unwrap();
+    let records = vec![
+        api_call("dead-bot", "first"),
+        api_call("dead-bot", "second"),
+    ];
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpProtobuf, &request("dl", records)).await,
+        200
+    );
+    // otel_logs is another table of the same batch: it is stored all the same.
+    assert_eq!(
+        wait_for(
+            &db,
+            "otel_logs",
+            "ServiceName = 'dl'",
+            2,
+            Duration::from_secs(10)
+        )
+        .await,
+        2
+    );
+    let dead_letter = logbook.dir.path().join("queue").join("dead-letter");
+    let started = Instant::now();
+    let files = loop {
+        let files: Vec<_> = std::fs::read_dir(&dead_letter)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if files.len() >= 2 || started.elapsed() > Duration::from_secs(10) {
+            break files;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let data = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("rows set aside");
+    let text = std::fs::read_to_string(data).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(
+        text.contains("\"end_user\":\"first\"") && text.contains("\"end_user\":\"second\""),
+        "{text}"
+    );
+    let error = std::fs::read_to_string(data.with_extension("error.json")).unwrap();
+    assert!(error.contains("duration_ms"), "{error}");
+    // The queue moved on: later requests are stored.
+    assert_eq!(
+        send_logs(
+            &logbook,
+            Transport::Grpc,
+            &request("dl-after", vec![api_call("x", "y")])
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "otel_logs",
+            "ServiceName = 'dl-after'",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        1
+    );
+    assert!(
+        logbook
+            .metrics()
+            .await
+            .contains("logbook_dead_letter_batches_total{table=\"api_calls\"}")
+    );
 }
