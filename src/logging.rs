@@ -94,8 +94,40 @@ pub fn rotating_file(config: &LogFileConfig) -> io::Result<FileRotate<AppendTime
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn level_changes_while_running() {
+        let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = lines.clone();
+        let (filter, handle) = reload::Layer::new(EnvFilter::new("info"));
+        let subscriber = tracing_subscriber::registry().with(filter).with(
+            tracing_subscriber::fmt::layer().with_writer(move || Capture(sink.clone())),
+        );
+        let level = LevelHandle(handle);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!("hidden at info");
+            level.set("debug").unwrap();
+            tracing::debug!("shown at debug");
+        });
+        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("hidden at info") && text.contains("shown at debug"), "{text}");
+        assert!(level.set("not a level ===").is_err());
+    }
+
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn log_files_rotate_at_size_keep_n_compressed_copies() {
