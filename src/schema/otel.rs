@@ -399,7 +399,7 @@ pub const ERRORS: TableDef = TableDef {
             name: "idx_message",
             expr: "message",
             kind: "tokenbf_v1(32768, 3, 0)",
-            granularity: 4,
+            granularity: 1,
         },
     ],
     engine: "MergeTree",

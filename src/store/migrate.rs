@@ -359,5 +359,5 @@ mod tests {
         );
     }
 
-    const FINGERPRINT_V1: u64 = 6627187862584476089;
+    const FINGERPRINT_V1: u64 = 5238660490372325930;
 }
