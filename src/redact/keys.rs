@@ -33,29 +33,53 @@ pub(super) struct SecretKeys {
     spellings: Vec<String>,
     /// Names lowercased with `-`/`_` removed, for matching attribute keys.
     normalized: Vec<Vec<u8>>,
+    /// The last two bytes of every normalized name: most keys end differently and are
+    /// rejected on these alone. `None` when a name is a single byte.
+    tails: Option<Vec<[u8; 2]>>,
 }
 
 impl SecretKeys {
     pub(super) fn new(extra: &[String]) -> Result<Self, RedactError> {
         let mut spellings: Vec<String> = BUILTIN.iter().map(|w| (*w).to_owned()).collect();
         for key in extra {
-            let key = key.trim().to_ascii_lowercase();
-            if normalize(&key).is_empty() {
-                return Err(RedactError::EmptyKey);
+            // Text rules find a key's value by the first `:` or `=` after it.
+            let valid = key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+            if !valid || normalize(key).is_empty() {
+                return Err(RedactError::InvalidKey { key: key.clone() });
             }
-            spellings.push(key);
+            spellings.push(key.to_ascii_lowercase());
         }
         let mut normalized: Vec<Vec<u8>> = spellings.iter().map(|s| normalize(s)).collect();
         normalized.sort();
         normalized.dedup();
+        let tails = normalized
+            .iter()
+            .map(|w| Some([*w.get(w.len().checked_sub(2)?)?, *w.last()?]))
+            .collect();
         Ok(SecretKeys {
             spellings,
             normalized,
+            tails,
         })
     }
 
     /// Whether an attribute / JSON / form key names a secret.
     pub(super) fn is_secret(&self, key: &str) -> bool {
+        if let Some(tails) = &self.tails {
+            let mut rev = key
+                .bytes()
+                .rev()
+                .filter(|b| !matches!(b, b'-' | b'_'))
+                .map(|b| b.to_ascii_lowercase());
+            let (Some(last), Some(before)) = (rev.next(), rev.next()) else {
+                return false;
+            };
+            if !tails.contains(&[before, last]) {
+                return false;
+            }
+        }
         self.normalized
             .iter()
             .any(|word| ends_with_word(key.as_bytes(), word))

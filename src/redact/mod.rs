@@ -3,10 +3,10 @@
 //!
 //! Two kinds of rule apply:
 //! - by key: an attribute (at any depth of kvlists) whose key ends with a secret name
-//!   (`password`, `token`, `authorization`, `cookie`, `api_key`, … see [`keys`]) has its value
+//!   (`password`, `token`, `authorization`, `cookie`, `api_key`, …; see `keys.rs`) has its value
 //!   replaced, every element for arrays;
 //! - by content: every other string value (bodies, attributes, span status messages) has the
-//!   secrets inside it replaced, keeping the surrounding text byte for byte; see [`text`].
+//!   secrets inside it replaced, keeping the surrounding text byte for byte; see `text.rs`.
 //!
 //! Then values longer than `max_value_bytes` are truncated with a visible marker.
 
@@ -64,8 +64,8 @@ pub enum RedactError {
         pattern: String,
         reason: regex::Error,
     },
-    #[error("empty redaction key in extra_keys")]
-    EmptyKey,
+    #[error("invalid redaction key {key:?}: use letters, digits, `.`, `-` and `_`")]
+    InvalidKey { key: String },
     /// Only reachable with an enormous `extra_keys` list (regex size limit).
     #[error("cannot compile redaction keys: {reason}")]
     Keys { reason: String },

@@ -257,6 +257,10 @@ fn form_bodies_and_query_strings_are_redacted() {
         "GET /cb?code=1&access_token=[REDACTED]&state=x HTTP/1.1"
     );
     assert_eq!(
+        r.text("Authorization=Basic dXNlcjpw&a=1"),
+        "Authorization=[REDACTED]&a=1"
+    );
+    assert_eq!(
         r.text(r#"user[password]=x&token_count=3 secret="a b""#),
         r#"user[password]=[REDACTED]&token_count=3 secret="[REDACTED]""#
     );
@@ -471,12 +475,18 @@ fn invalid_extra_pattern_error_names_it() {
 }
 
 #[test]
-fn empty_extra_key_is_rejected() {
-    let config = RedactionConfig {
-        extra_keys: vec!["-".to_owned()],
-        ..Default::default()
-    };
-    assert!(matches!(Redactor::new(&config), Err(RedactError::EmptyKey)));
+fn extra_key_that_is_empty_or_has_odd_characters_is_rejected() {
+    for key in ["-", "", "x: y", "a=b"] {
+        let config = RedactionConfig {
+            extra_keys: vec![key.to_owned()],
+            ..Default::default()
+        };
+        let error = Redactor::new(&config).unwrap_err();
+        assert!(
+            matches!(&error, RedactError::InvalidKey { key: k } if k == key),
+            "{key}"
+        );
+    }
 }
 
 #[test]
@@ -528,7 +538,8 @@ fn config_defaults_and_parses() {
 }
 
 /// Cost per typical record (10 short attributes, 200-byte body); run with
-/// `cargo test --release --lib redact -- --nocapture`. Prints, asserts nothing about time.
+/// `cargo test --release --lib redact -- --nocapture`. Prints, asserts nothing about time. The
+/// fastest of many rounds is reported: the machine is shared, preemption only adds.
 #[test]
 fn measure_cost_per_record() {
     let r = redactor();
@@ -547,88 +558,41 @@ fn measure_cost_per_record() {
     let body = "handled message from user u_8f2a91 in chat c_1234567: replied with 3 suggestions \
                 after 2 retrieval calls (index=faq-v3, hits=17, latency_ms=41); model=small-2, \
                 queue wait 3ms, total 12ms, status ok";
-    let records = 2_000;
+    let records = 1_000;
     let mut request = logs(attributes, string(body));
     let template = request.resource_logs[0].scope_logs[0].log_records[0].clone();
     request.resource_logs[0].scope_logs[0].log_records = vec![template; records];
-    let rounds = 50;
-    let start = Instant::now();
     let mut redacted = 0;
-    for _ in 0..rounds {
-        redacted += r.logs(&mut request).values_redacted;
-    }
-    let per_record = start.elapsed().as_nanos() / (rounds * records) as u128;
+    let fastest = fastest_of(200, || redacted += r.logs(&mut request).values_redacted);
     // The scope attribute `db.password` is redacted once, in the first round.
     assert_eq!(redacted, 1);
     println!(
-        "redact: {per_record} ns/record (no secrets, {} body bytes)",
+        "redact: {} ns/record (no secrets, {} body bytes)",
+        fastest / records as u128,
         body.len()
     );
 
     let secret_body = format!(r#"{body} {{"password":"hunter2"}}"#);
-    let start = Instant::now();
-    let iterations = 20_000;
-    for _ in 0..iterations {
-        std::hint::black_box(r.text(std::hint::black_box(&secret_body)));
-    }
-    let per_body = start.elapsed().as_nanos() / iterations;
-    println!("redact: {per_body} ns per body holding a JSON password");
+    let bodies = 1_000;
+    let fastest = fastest_of(50, || {
+        for _ in 0..bodies {
+            std::hint::black_box(r.text(std::hint::black_box(&secret_body)));
+        }
+    });
+    println!(
+        "redact: {} ns per body holding a JSON password",
+        fastest / bodies
+    );
 }
 
-#[test]
-fn zz_bench_parts() {
-    let r = redactor();
-    let body = "handled message from user u_8f2a91 in chat c_1234567: replied with 3 suggestions \
-                after 2 retrieval calls (index=faq-v3, hits=17, latency_ms=41); model=small-2, \
-                queue wait 3ms, total 12ms, status ok";
-    let words = r.keys.trigger_words();
-    let n = 200_000u128;
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(r.text(std::hint::black_box(body)));
-    }
-    println!("text(body): {} ns", t.elapsed().as_nanos() / n);
-    for kind in [
-        None,
-        Some(aho_corasick::AhoCorasickKind::DFA),
-        Some(aho_corasick::AhoCorasickKind::ContiguousNFA),
-    ] {
-        let ac = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .kind(kind)
-            .build(&words)
-            .unwrap();
-        let t = Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(ac.is_match(std::hint::black_box(body)));
-        }
-        println!("ac {kind:?}: {} ns", t.elapsed().as_nanos() / n);
-    }
-    let re = regex::Regex::new(&format!(
-        "(?i){}",
-        words
-            .iter()
-            .map(|w| regex::escape(w))
-            .collect::<Vec<_>>()
-            .join("|")
-    ))
-    .unwrap();
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(re.is_match(std::hint::black_box(body)));
-    }
-    println!("regex: {} ns", t.elapsed().as_nanos() / n);
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(
-            r.keys
-                .is_secret(std::hint::black_box("http.response.status_code")),
-        );
-    }
-    println!("is_secret: {} ns", t.elapsed().as_nanos() / n);
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(r.text(std::hint::black_box("support-bot")));
-    }
-    println!("text(short): {} ns", t.elapsed().as_nanos() / n);
+/// Nanoseconds of the fastest of `rounds` runs of `f`.
+fn fastest_of(rounds: usize, mut f: impl FnMut()) -> u128 {
+    (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_nanos()
+        })
+        .min()
+        .unwrap_or_default()
 }

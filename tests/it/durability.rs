@@ -141,7 +141,7 @@ async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
         );
     }
     // The errors view saw every failed call once, replays and retries included.
-    let failed = acked.iter().filter(|n| *n % 5 == 0).count() as u64;
+    let failed = acked.iter().filter(|n| n.is_multiple_of(5)).count() as u64;
     wait_for(
         db,
         "errors",

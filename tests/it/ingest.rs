@@ -159,7 +159,7 @@ pub async fn send_logs(
 /// fifth call failed, so it reaches `errors` too.
 pub fn api_call_numbered(bot: &str, n: u64) -> LogRecord {
     let mut record = api_call(bot, &format!("n-{n}"));
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         record.attributes.retain(|kv| kv.key != "logbook.outcome");
         record.attributes.push(kv("logbook.outcome", s("error")));
     }
