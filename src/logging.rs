@@ -103,9 +103,9 @@ mod tests {
         let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
         let sink = lines.clone();
         let (filter, handle) = reload::Layer::new(EnvFilter::new("info"));
-        let subscriber = tracing_subscriber::registry().with(filter).with(
-            tracing_subscriber::fmt::layer().with_writer(move || Capture(sink.clone())),
-        );
+        let subscriber = tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(move || Capture(sink.clone())));
         let level = LevelHandle(handle);
         tracing::subscriber::with_default(subscriber, || {
             tracing::debug!("hidden at info");
@@ -113,7 +113,10 @@ mod tests {
             tracing::debug!("shown at debug");
         });
         let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
-        assert!(!text.contains("hidden at info") && text.contains("shown at debug"), "{text}");
+        assert!(
+            !text.contains("hidden at info") && text.contains("shown at debug"),
+            "{text}"
+        );
         assert!(level.set("not a level ===").is_err());
     }
 

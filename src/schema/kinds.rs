@@ -133,6 +133,11 @@ macro_rules! registry {
         }
 
         impl TypedRow {
+            /// Hands the row, as its kind's struct, to `visitor`.
+            pub fn visit(&self, visitor: &mut impl RowVisitor) {
+                match self { $(TypedRow::$kind(row) => visitor.visit(row)),* }
+            }
+
             pub fn table(&self) -> &'static TableDef {
                 match self { $(TypedRow::$kind(_) => <$kind as LogKind>::TABLE),* }
             }
@@ -159,6 +164,11 @@ macro_rules! registry {
 /// Receives each kind's rows in turn (see [`TypedRows::visit`]).
 pub trait KindVisitor<'a> {
     fn visit<T: LogKind>(&mut self, rows: &'a [T]);
+}
+
+/// Receives one row as its own type (see [`TypedRow::visit`]).
+pub trait RowVisitor {
+    fn visit<T: LogKind>(&mut self, row: &T);
 }
 
 registry!(
