@@ -136,6 +136,7 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         &config.ingest.tokens,
         metrics.clone(),
         config.ingest.max_request_size.as_u64(),
+        config.queue.max_bytes.as_u64(),
     ));
     let state = AppState {
         health: Arc::new(Health::new(
@@ -200,14 +201,19 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
     ];
 
     let (logs_service, traces_service) = grpc::services(intake.clone());
+    // Bounds the requests decoded at once, so memory stays bounded however many senders push.
+    let in_flight = config.ingest.max_concurrent_requests;
     let grpc_server = tonic::transport::Server::builder()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight))
         .add_service(logs_service)
         .add_service(traces_service)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(otlp_grpc_listener),
             stop_receivers.clone().cancelled_owned(),
         );
-    let http_server = axum::serve(otlp_http_listener, http::router(intake))
+    let http_router =
+        http::router(intake).layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight));
+    let http_server = axum::serve(otlp_http_listener, http_router)
         .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
     let api_server = axum::serve(api_listener, app(state.clone()))
         .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());

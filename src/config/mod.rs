@@ -79,6 +79,8 @@ pub struct IngestConfig {
     pub max_request_size: ByteSize,
     /// Bearer tokens per sending service (secrets). Empty: no authentication.
     pub tokens: BTreeMap<String, Secret>,
+    /// Requests decoded at once, both receivers together; more wait their turn unread.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for IngestConfig {
@@ -88,6 +90,7 @@ impl Default for IngestConfig {
             http_listen: "127.0.0.1:4318".parse().expect("valid literal address"),
             max_request_size: ByteSize::mib(16),
             tokens: BTreeMap::new(),
+            max_concurrent_requests: 32,
         }
     }
 }
@@ -469,6 +472,12 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.ingest.max_concurrent_requests == 0 {
+            return Err(key_error(
+                "ingest.max_concurrent_requests",
+                "must be above zero",
+            ));
         }
         if self.batch.max_rows == 0 || self.batch.max_age.is_zero() {
             return Err(key_error(

@@ -104,6 +104,7 @@ where
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     intake.authorize(authorization)?;
+    intake.check_room(body.len() as u64)?;
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(HeaderValue::to_str)

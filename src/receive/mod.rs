@@ -71,6 +71,7 @@ pub struct Intake {
     tokens: Vec<Secret>,
     pub metrics: Arc<Metrics>,
     pub max_request_size: u64,
+    queue_max_bytes: u64,
 }
 
 impl Intake {
@@ -80,14 +81,25 @@ impl Intake {
         tokens: &BTreeMap<String, Secret>,
         metrics: Arc<Metrics>,
         max_request_size: u64,
+        queue_max_bytes: u64,
     ) -> Intake {
         Intake {
+            queue_max_bytes,
             queue,
             redactor,
             tokens: tokens.values().cloned().collect(),
             metrics,
             max_request_size,
         }
+    }
+
+    /// Refuses early, before any decoding, a request the queue has no room for: under
+    /// overload, refusals must stay cheap (they cost as much as acceptance otherwise).
+    pub fn check_room(&self, request_bytes: u64) -> Result<(), IntakeError> {
+        if self.queue.stats().bytes + request_bytes > self.queue_max_bytes {
+            return Err(IntakeError::Full);
+        }
+        Ok(())
     }
 
     /// Checks an `Authorization` header value; with no tokens configured, anyone may send.

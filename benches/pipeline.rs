@@ -1,0 +1,310 @@
+//! In-process cost per log record of logbook's path, on one thread:
+//!
+//! 1. `decode`: prost decode of the OTLP/HTTP protobuf body (`ExportLogsServiceRequest`);
+//! 2. `redact`: `Redactor::logs` with the default `[redaction]` config (what the intake does
+//!    before queueing; the intake's id check / time stamping loop is trivial and not included);
+//! 3. `envelope encode`: `Envelope::encode`, the bytes appended to the durable queue (and
+//!    dropping the decoded request);
+//! 4. `envelope decode`: `Envelope::decode` of the queued bytes (the pipeline's read side);
+//! 5. `route`: `route::logs` into a batch's `Rows` (and dropping the request);
+//! 6. `encode`: every table's rows of the batch inserted through the `clickhouse` crate, like
+//!    `Sink::insert` (RowBinary serialization, LZ4 compression, the HTTP request over
+//!    loopback) into `clickhouse::test::Mock` with `handlers::record()`, an in-process hyper
+//!    server that keeps the body without parsing it. The Mock runs on a second thread and is
+//!    not counted; the client side (serialization, compression, hyper client, socket writes)
+//!    runs on the bench thread. The Mock forces the crate's schema validation off (logbook's
+//!    real client has it on, which the e2e bench covers);
+//! 7. `free rows`: dropping the batch's rows after the insert.
+//!
+//! Each stage is timed in CPU time of the bench thread (`CLOCK_THREAD_CPUTIME_ID`), so that
+//! other processes on a shared machine do not inflate it; wall-clock totals are printed too.
+//!
+//! Batches are cut like the pipeline's default (`batch.max_rows = 100000`): requests of 1,000
+//! records (≈1,700 rows each) are routed into one `Rows` until it holds 100,000 rows.
+//!
+//! Run: `cargo bench --bench pipeline` (optional args: records per request, batches per round).
+//! Under `cargo test --all-targets` it makes one small smoke run instead.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cpu_time::ThreadTime;
+
+use clickhouse::test::{Mock, handlers};
+use clickhouse::{RowOwned, RowWrite};
+use logbook::envelope::Envelope;
+use logbook::redact::{RedactionConfig, Redactor};
+use logbook::route::{self, Origin, Rows};
+use logbook::schema::{KindVisitor, LogKind, OTEL_LOGS};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+
+const STAGES: [&str; 7] = [
+    "decode (prost)",
+    "redact",
+    "envelope encode",
+    "envelope decode",
+    "route",
+    "encode (clickhouse insert)",
+    "free rows",
+];
+
+async fn insert<T: RowOwned + RowWrite>(
+    client: &clickhouse::Client,
+    mock: &Mock,
+    table: &str,
+    rows: &[T],
+    token: &str,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let _control = mock.add(handlers::record::<T>());
+    let client = client
+        .clone()
+        .with_setting("insert_deduplication_token", token)
+        .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
+    let mut insert = client.insert::<T>(table).await.unwrap();
+    for row in rows {
+        insert.write(row).await.unwrap();
+    }
+    insert.end().await.unwrap();
+}
+
+/// Inserts every table's rows of a batch one table after the other.
+async fn encode(client: &clickhouse::Client, mock: &Mock, rows: &Rows, token: &str) {
+    struct Collect<'a> {
+        client: &'a clickhouse::Client,
+        mock: &'a Mock,
+        token: &'a str,
+        jobs: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + 'a>>>,
+    }
+    impl<'a> KindVisitor<'a> for Collect<'a> {
+        fn visit<T: LogKind>(&mut self, rows: &'a [T]) {
+            self.jobs.push(Box::pin(insert(
+                self.client,
+                self.mock,
+                T::TABLE.name,
+                rows,
+                self.token,
+            )));
+        }
+    }
+    insert(client, mock, OTEL_LOGS.name, &rows.logs, token).await;
+    let mut collect = Collect {
+        client,
+        mock,
+        token,
+        jobs: Vec::new(),
+    };
+    rows.typed.visit(&mut collect);
+    for job in collect.jobs {
+        job.await;
+    }
+}
+
+struct Round {
+    stage: [Duration; 7],
+    records: u64,
+    rows: u64,
+    wall: Duration,
+    cpu: Duration,
+}
+
+async fn round(
+    bodies: &[Vec<u8>],
+    redactor: &Redactor,
+    client: &clickhouse::Client,
+    mock: &Mock,
+    batches: usize,
+    max_rows: usize,
+    position: &mut u64,
+) -> Round {
+    let mut stage = [Duration::ZERO; 7];
+    let mut records = 0u64;
+    let mut total_rows = 0u64;
+    let started = Instant::now();
+    let cpu = ThreadTime::now();
+    let mut next = 0usize;
+    for _ in 0..batches {
+        let mut rows = Rows::default();
+        let first = *position;
+        while rows.len() < max_rows {
+            let body = &bodies[next % bodies.len()];
+            next += 1;
+            let t0 = ThreadTime::now();
+            let mut request = ExportLogsServiceRequest::decode(body.as_slice()).unwrap();
+            let t1 = ThreadTime::now();
+            let redactions = redactor.logs(&mut request);
+            std::hint::black_box(redactions);
+            let t2 = ThreadTime::now();
+            records += common::count(&request) as u64;
+            let envelope = Envelope::Logs(request);
+            let queued = envelope.encode();
+            drop(envelope);
+            let t3 = ThreadTime::now();
+            let decoded = Envelope::decode(&queued).unwrap();
+            let t4 = ThreadTime::now();
+            let Envelope::Logs(request) = decoded else {
+                unreachable!()
+            };
+            route::logs(
+                &request,
+                Origin {
+                    queue_id: 7,
+                    position: *position,
+                },
+                &mut rows,
+            );
+            drop(request);
+            let t5 = ThreadTime::now();
+            *position += queued.len() as u64 + 17;
+            let marks = [t0, t1, t2, t3, t4, t5];
+            for i in 0..5 {
+                stage[i] += marks[i + 1].as_duration() - marks[i].as_duration();
+            }
+        }
+        total_rows += rows.len() as u64;
+        let token = format!("logbook-0000000000000007-{first}-{}", *position);
+        let t5 = ThreadTime::now();
+        encode(client, mock, &rows, &token).await;
+        let t6 = ThreadTime::now();
+        drop(rows);
+        let t7 = ThreadTime::now();
+        stage[5] += t6.as_duration() - t5.as_duration();
+        stage[6] += t7.as_duration() - t6.as_duration();
+    }
+    Round {
+        stage,
+        records,
+        rows: total_rows,
+        wall: started.elapsed(),
+        cpu: cpu.elapsed(),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+pub fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it:
+    // then a small smoke run (debug build) checks that the bench still works.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let (default_records, default_batches, max_rows, rounds) = if bench {
+        (1000, 10, 100_000, 3)
+    } else {
+        (100, 1, 1_000, 1)
+    };
+    let per_request: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default_records);
+    let batches: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default_batches);
+
+    let requests: Vec<ExportLogsServiceRequest> = (0..16)
+        .map(|seed| common::request(per_request, seed + 1))
+        .collect();
+    let bodies: Vec<Vec<u8>> = requests.iter().map(|r| r.encode_to_vec()).collect();
+    let body_bytes: usize = bodies.iter().map(Vec::len).sum();
+    let redactor = Redactor::new(&RedactionConfig::default()).unwrap();
+
+    // The mock server gets a thread of its own; everything measured runs on this one.
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = server.block_on(async { Mock::new() });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mock = &mock;
+        let client = clickhouse::Client::default()
+            .with_mock(mock)
+            .with_database("logbook");
+        let mut position = 0u64;
+        {
+            // What one request turns into, for the report.
+            let mut rows = Rows::default();
+            let mut request = requests[0].clone();
+            let redactions = redactor.logs(&mut request);
+            route::logs(&request, Origin { queue_id: 7, position: 0 }, &mut rows);
+            println!(
+                "workload: {per_request} records/request, {} bytes/request protobuf ({:.0} B/record), \
+                 {} otel_logs + {} typed rows, {} rejections, {} values redacted",
+                body_bytes / bodies.len(),
+                body_bytes as f64 / bodies.len() as f64 / per_request as f64,
+                rows.logs.len(),
+                rows.typed.len(),
+                rows.rejections.len(),
+                redactions.values_redacted,
+            );
+        }
+        // Warm-up: allocator, caches, the mock connection.
+        round(&bodies, &redactor, &client, mock, 2, max_rows, &mut position).await;
+
+        let mut per_stage: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
+        let mut totals = Vec::new();
+        let mut rates = Vec::new();
+        let mut cpu_share = Vec::new();
+        for r in 0..rounds {
+            let result = round(&bodies, &redactor, &client, mock, batches, max_rows, &mut position).await;
+            let ns = |d: Duration| d.as_nanos() as f64 / result.records as f64;
+            let total: f64 = result.stage.iter().map(|d| ns(*d)).sum();
+            let wall_ns = ns(result.wall);
+            println!(
+                "round {}: {} records, {} rows in {:.2?}: {}; total {:.0} ns/record CPU ({:.0} wall); {:.0} records/s per CPU second, {:.0} records/s wall clock; thread CPU {:.2} s of {:.2} s",
+                r + 1,
+                result.records,
+                result.rows,
+                result.wall,
+                STAGES
+                    .iter()
+                    .zip(result.stage)
+                    .map(|(name, d)| format!("{name} {:.0}", ns(d)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                total,
+                wall_ns,
+                1e9 / total,
+                1e9 / wall_ns,
+                result.cpu.as_secs_f64(),
+                result.wall.as_secs_f64(),
+            );
+            for (i, d) in result.stage.iter().enumerate() {
+                per_stage[i].push(ns(*d));
+            }
+            totals.push(total);
+            rates.push(1e9 / wall_ns);
+            cpu_share.push(result.cpu.as_secs_f64() / result.wall.as_secs_f64());
+        }
+        let total = median(totals);
+        println!("\nmedian of {rounds} rounds, CPU ns per log record (one thread):");
+        println!("| stage | ns/record | share |");
+        println!("|---|---:|---:|");
+        for (name, values) in STAGES.iter().zip(per_stage) {
+            let m = median(values);
+            println!("| {name} | {m:.0} | {:.0}% |", m / total * 100.0);
+        }
+        println!("| **total** | **{total:.0}** | 100% |");
+        println!(
+            "throughput: {:.0} records/s per core (1e9 / total CPU ns); {:.0} records/s wall clock (median), bench thread CPU / wall = {:.2}",
+            1e9 / total,
+            median(rates),
+            median(cpu_share)
+        );
+    });
+}
