@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod demo;
 pub mod envelope;
 pub mod logging;
 pub mod metrics;
@@ -19,3 +20,4 @@ pub mod schema;
 pub mod serve;
 pub mod sink;
 pub mod store;
+pub mod telemetry;

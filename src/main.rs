@@ -42,6 +42,36 @@ enum Command {
     CheckConfig,
     /// Print the data dictionary (docs/schema.md) generated from the table definitions.
     SchemaDocs,
+    /// Simulate backend services: a seeded mix of every log kind, sent over OTLP.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// OTLP endpoint of logbook (gRPC; with --protocol http, the HTTP base URL).
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    endpoint: String,
+    /// grpc or http.
+    #[arg(long, default_value = "grpc")]
+    protocol: String,
+    /// Live events per second.
+    #[arg(long, default_value_t = 50)]
+    rate: u32,
+    /// How long to run live, e.g. 30s or 10m; default: until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Number of customer tenants.
+    #[arg(long, default_value_t = 3)]
+    tenants: usize,
+    /// Seed of the simulation: the same seed gives the same events.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Days of history to emit first, with past timestamps.
+    #[arg(long, default_value_t = 0)]
+    backfill: u32,
+    /// Events per simulated hour of history.
+    #[arg(long, default_value_t = 30)]
+    backfill_per_hour: u32,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +107,7 @@ fn main() -> ExitCode {
                 dry_run,
                 materialize_ttl,
             } => migrate(&config, dry_run, materialize_ttl).await,
+            Command::Demo(args) => demo(args).await,
             Command::CheckConfig | Command::SchemaDocs => Ok(()),
         }
     });
@@ -108,6 +139,32 @@ async fn migrate(config: &Config, dry_run: bool, materialize_ttl: bool) -> anyho
         } else {
             println!("applied: {}", step.description);
         }
+    }
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let protocol = match args.protocol.as_str() {
+        "grpc" => logbook::telemetry::Protocol::Grpc,
+        "http" => logbook::telemetry::Protocol::Http,
+        other => anyhow::bail!("--protocol must be grpc or http, not {other:?}"),
+    };
+    let options = logbook::demo::DemoOptions {
+        endpoint: args.endpoint,
+        protocol,
+        rate: args.rate,
+        duration: args.duration,
+        tenants: args.tenants,
+        seed: args.seed,
+        backfill_days: args.backfill,
+        backfill_per_hour: args.backfill_per_hour,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let summary = logbook::demo::run(options).await?;
+    let total: u64 = summary.values().sum();
+    println!("demo sent {total} rows:");
+    for (table, rows) in summary {
+        println!("  {table:<24} {rows}");
     }
     Ok(())
 }

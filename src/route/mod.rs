@@ -300,7 +300,12 @@ impl RecordView for LogView<'_> {
                     .record
                     .attributes
                     .iter()
-                    .filter(|kv| !mapped.contains(&kv.key.as_str()) && kv.key != "event.name")
+                    // `event.name` chose the kind and `logbook.id` is the row's id: neither is a field.
+                    .filter(|kv| {
+                        !mapped.contains(&kv.key.as_str())
+                            && kv.key != "event.name"
+                            && kv.key != "logbook.id"
+                    })
                     .filter_map(|kv| {
                         let value = kv.value.as_ref().and_then(any_to_raw)?;
                         Some((kv.key.as_str().into(), value))

@@ -133,6 +133,19 @@ macro_rules! registry {
         }
 
         impl TypedRow {
+            /// The columns every kind shares, for changing them whatever the kind.
+            pub fn common_mut(&mut self) -> CommonMut<'_> {
+                match self {
+                    $(TypedRow::$kind(r) => CommonMut {
+                        id: &mut r.id,
+                        time: &mut r.time,
+                        tenant: &mut r.tenant,
+                        trace_id: &mut r.trace_id,
+                        span_id: &mut r.span_id,
+                    }),*
+                }
+            }
+
             /// Hands the row, as its kind's struct, to `visitor`.
             pub fn visit(&self, visitor: &mut impl RowVisitor) {
                 match self { $(TypedRow::$kind(row) => visitor.visit(row)),* }
@@ -164,6 +177,15 @@ macro_rules! registry {
 /// Receives each kind's rows in turn (see [`TypedRows::visit`]).
 pub trait KindVisitor<'a> {
     fn visit<T: LogKind>(&mut self, rows: &'a [T]);
+}
+
+/// Mutable access to the shared columns of a row of any kind (see [`TypedRow::common_mut`]).
+pub struct CommonMut<'a> {
+    pub id: &'a mut RowId,
+    pub time: &'a mut Ts,
+    pub tenant: &'a mut String,
+    pub trace_id: &'a mut String,
+    pub span_id: &'a mut String,
 }
 
 /// Receives one row as its own type (see [`TypedRow::visit`]).

@@ -1,9 +1,11 @@
 //! The integration tests: one binary, so that all tests share one ClickHouse
 //! test server (see `harness`). Add modules here.
 
+mod demo;
 mod durability;
 mod engine;
 mod harness;
 mod ingest;
 mod logbook;
 mod schema;
+mod telemetry;
