@@ -12,6 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::{LogConfig, LogFileConfig, LogFormat};
+use crate::telemetry::Telemetry;
 
 /// Changes the level filter of a running logbook (the settings API will call this).
 #[derive(Clone)]
@@ -30,8 +31,9 @@ pub struct Logging {
     _file_guard: Option<WorkerGuard>,
 }
 
-/// Installs the global subscriber. Call once, before anything logs.
-pub fn init(config: &LogConfig) -> io::Result<Logging> {
+/// Installs the global subscriber. Call once, before anything logs. With `telemetry`,
+/// logbook's own spans and events are also exported over OTLP.
+pub fn init(config: &LogConfig, telemetry: Option<&Telemetry>) -> io::Result<Logging> {
     let filter = EnvFilter::try_new(&config.level).map_err(io::Error::other)?;
     let (filter, handle) = reload::Layer::new(filter);
     let mut outputs = vec![format_layer(config.format, io::stderr)];
@@ -43,6 +45,9 @@ pub fn init(config: &LogConfig) -> io::Result<Logging> {
         }
         None => None,
     };
+    if let Some(telemetry) = telemetry {
+        outputs.push(Box::new(telemetry.layers()));
+    }
     tracing_subscriber::registry()
         .with(filter)
         .with(outputs)

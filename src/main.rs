@@ -92,14 +92,26 @@ fn main() -> ExitCode {
         eprintln!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    let logging = match logbook::logging::init(&config.log) {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let _context = runtime.enter();
+    let telemetry = if config.telemetry.enabled {
+        match logbook::telemetry::Telemetry::new(&config.telemetry) {
+            Ok(telemetry) => Some(telemetry),
+            Err(e) => {
+                eprintln!("error: cannot set up telemetry export: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let logging = match logbook::logging::init(&config.log, telemetry.as_ref()) {
         Ok(logging) => logging,
         Err(e) => {
             eprintln!("error: cannot set up logging: {e}");
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve => logbook::serve::run(config, logging.level.clone()).await,
@@ -111,6 +123,11 @@ fn main() -> ExitCode {
             Command::CheckConfig | Command::SchemaDocs => Ok(()),
         }
     });
+    if let Some(telemetry) = telemetry
+        && let Err(e) = runtime.block_on(telemetry.shutdown())
+    {
+        eprintln!("warning: telemetry export did not flush: {e}");
+    }
     drop(logging);
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -66,6 +66,8 @@ pub struct Config {
     pub batch: BatchConfig,
     pub sink: SinkConfig,
     pub redaction: crate::redact::RedactionConfig,
+    /// logbook's own traces and logs, exported over OTLP (off by default).
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

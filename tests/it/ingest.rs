@@ -842,3 +842,24 @@ async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
             .contains("logbook_dead_letter_batches_total{table=\"api_calls\"}")
     );
 }
+
+#[tokio::test]
+async fn logbook_exports_its_own_logs_when_telemetry_is_on() {
+    let db = test_db("ingest_own_telemetry").await;
+    // One logbook stores; another sends its own telemetry to it.
+    let store = Logbook::start(&db, FAST).await;
+    let extra = format!(
+        "[telemetry]\nenabled = true\nendpoint = {:?}\nservice_name = \"logbook-self\"\n",
+        store.grpc
+    );
+    let mut sender = Logbook::start(&db, &extra).await;
+    // "logbook serving" is logged at start; the graceful stop flushes the exporter.
+    sender.stop();
+    let condition = "ServiceName = 'logbook-self' AND Body = 'logbook serving'";
+    assert_eq!(
+        wait_for(&db, "otel_logs", condition, 1, Duration::from_secs(15)).await,
+        1,
+        "{}",
+        sender.stderr()
+    );
+}
