@@ -193,23 +193,33 @@ pub trait RowVisitor {
     fn visit<T: LogKind>(&mut self, row: &T);
 }
 
-registry!(
-    ApiCall,
-    IntegrationSyncRun,
-    IntegrationError,
-    IntegrationRequest,
-    TaskSchedulerRun,
-    MailMessage,
-    EventLogEntry,
-    AutomationRun,
-    ScheduleOccurrence,
-    BulkMailCampaign,
-    MonitoringEvent,
-    AuditActivity,
-    AccessLog,
-    WebhookFailure,
-    ServerLog,
-);
+/// Calls `$callback!(args…, ApiCall, IntegrationSyncRun, …)` with every log kind's struct
+/// name: the one list of kinds, for code that must handle each kind as its own type.
+#[macro_export]
+macro_rules! for_each_kind {
+    ($callback:ident $(, $arg:expr)* $(,)?) => {
+        $callback! {
+            $($arg,)*
+            ApiCall,
+            IntegrationSyncRun,
+            IntegrationError,
+            IntegrationRequest,
+            TaskSchedulerRun,
+            MailMessage,
+            EventLogEntry,
+            AutomationRun,
+            ScheduleOccurrence,
+            BulkMailCampaign,
+            MonitoringEvent,
+            AuditActivity,
+            AccessLog,
+            WebhookFailure,
+            ServerLog
+        }
+    };
+}
+
+for_each_kind!(registry);
 
 const ERROR_MESSAGE: &str = "exception.message";
 const STATUS: &str = "logbook.status";

@@ -143,23 +143,7 @@ macro_rules! every_kind {
 
 #[test]
 fn every_kind_round_trips_through_emit_and_the_router() {
-    let checked = every_kind!(
-        ApiCall,
-        IntegrationSyncRun,
-        IntegrationError,
-        IntegrationRequest,
-        TaskSchedulerRun,
-        MailMessage,
-        EventLogEntry,
-        AutomationRun,
-        ScheduleOccurrence,
-        BulkMailCampaign,
-        MonitoringEvent,
-        AuditActivity,
-        AccessLog,
-        WebhookFailure,
-        ServerLog,
-    );
+    let checked = crate::for_each_kind!(every_kind);
     assert_eq!(checked, KINDS.len(), "a new kind must be added here");
 }
 

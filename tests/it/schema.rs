@@ -251,23 +251,7 @@ macro_rules! each_kind {
     };
 }
 
-each_kind!(
-    ApiCall,
-    IntegrationSyncRun,
-    IntegrationError,
-    IntegrationRequest,
-    TaskSchedulerRun,
-    MailMessage,
-    EventLogEntry,
-    AutomationRun,
-    ScheduleOccurrence,
-    BulkMailCampaign,
-    MonitoringEvent,
-    AuditActivity,
-    AccessLog,
-    WebhookFailure,
-    ServerLog,
-);
+logbook::for_each_kind!(each_kind);
 
 #[tokio::test]
 async fn every_typed_table_takes_inserts_through_the_crate() {

@@ -101,25 +101,7 @@ async fn every_kind_lands_in_its_table(name: &str, protocol: Protocol) {
     };
     let telemetry = Telemetry::new(&config).unwrap();
     let tenant = format!("{name}-tenant");
-    let expectations = emit_every_kind!(
-        &telemetry,
-        &tenant,
-        ApiCall,
-        IntegrationSyncRun,
-        IntegrationError,
-        IntegrationRequest,
-        TaskSchedulerRun,
-        MailMessage,
-        EventLogEntry,
-        AutomationRun,
-        ScheduleOccurrence,
-        BulkMailCampaign,
-        MonitoringEvent,
-        AuditActivity,
-        AccessLog,
-        WebhookFailure,
-        ServerLog,
-    );
+    let expectations = logbook::for_each_kind!(emit_every_kind, &telemetry, &tenant);
     assert_eq!(expectations.len(), schema::KINDS.len());
     telemetry.shutdown().await.unwrap();
     for (table, id, expected) in expectations {
