@@ -140,6 +140,15 @@ async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
             &missing[..missing.len().min(5)]
         );
     }
+    // Row ids are unique too (records of one request share a millisecond).
+    let (rows, ids): (u64, u64) = db
+        .client
+        .query("SELECT count(), uniqExact(id) FROM api_calls WHERE bot = ?")
+        .bind(bot)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, ids, "api_calls: two rows share an id");
     // The errors view saw every failed call once, replays and retries included.
     let failed = acked.iter().filter(|n| n.is_multiple_of(5)).count() as u64;
     wait_for(
@@ -157,7 +166,21 @@ async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!(rows, distinct, "errors: a failed call was recorded twice");
+    if rows != distinct {
+        let twice: Vec<(String, String, u64)> = db
+            .client
+            .query(
+                "SELECT toString(related_id), toString(min(time)), count() AS c FROM errors \
+                 WHERE source = ? GROUP BY related_id HAVING c > 1 LIMIT 5",
+            )
+            .bind(bot)
+            .fetch_all()
+            .await
+            .unwrap();
+        panic!(
+            "errors: a failed call was recorded twice ({rows} rows, {distinct} calls): {twice:?}"
+        );
+    }
     assert!(
         rows >= failed,
         "errors: {rows} rows for {failed} acknowledged failed calls"
