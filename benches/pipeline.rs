@@ -6,7 +6,7 @@
 //! 3. `envelope encode`: `Envelope::encode`, the bytes appended to the durable queue (and
 //!    dropping the decoded request);
 //! 4. `envelope decode`: `Envelope::decode` of the queued bytes (the pipeline's read side);
-//! 5. `route`: `route::logs` into a batch's `Rows` (and dropping the request);
+//! 5. `route`: `route::logs` into a batch's `Rows` (it consumes the request);
 //! 6. `encode`: every table's rows of the batch inserted through the `clickhouse` crate, like
 //!    `Sink::insert` (RowBinary serialization, LZ4 compression, the HTTP request over
 //!    loopback) into `clickhouse::test::Mock` with `handlers::record()`, an in-process hyper
@@ -151,14 +151,13 @@ async fn round(
                 unreachable!()
             };
             route::logs(
-                &request,
+                request,
                 Origin {
                     queue_id: 7,
                     position: *position,
                 },
                 &mut rows,
             );
-            drop(request);
             let t5 = ThreadTime::now();
             *position += queued.len() as u64 + 17;
             let marks = [t0, t1, t2, t3, t4, t5];
@@ -241,7 +240,7 @@ pub fn main() {
             let mut rows = Rows::default();
             let mut request = requests[0].clone();
             let redactions = redactor.logs(&mut request);
-            route::logs(&request, Origin { queue_id: 7, position: 0 }, &mut rows);
+            route::logs(request, Origin { queue_id: 7, position: 0 }, &mut rows);
             println!(
                 "workload: {per_request} records/request, {} bytes/request protobuf ({:.0} B/record), \
                  {} otel_logs + {} typed rows, {} rejections, {} values redacted",

@@ -150,8 +150,8 @@ impl Pipeline {
     fn route(&self, payload: &[u8], origin: Origin, batch: &mut Batch) {
         let earlier = batch.rows.rejections.len();
         match Envelope::decode(payload) {
-            Ok(Envelope::Logs(request)) => route::logs(&request, origin, &mut batch.rows),
-            Ok(Envelope::Traces(request)) => route::traces(&request, &mut batch.rows),
+            Ok(Envelope::Logs(request)) => route::logs(request, origin, &mut batch.rows),
+            Ok(Envelope::Traces(request)) => route::traces(request, &mut batch.rows),
             // Requests were decoded before they were queued: this is damage, not bad input.
             Err(error) => {
                 tracing::error!(%error, position = origin.position, "skipping an unreadable queued request")

@@ -16,9 +16,12 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use uuid::Uuid;
 
 use crate::schema::{
-    OtelLogRow, OtelSpanRow, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow, TypedRows,
+    OtelLogRow, OtelSpanRow, Raw, RecordView, Rejection, SharedMap, Source, TableDef, Ts, TypedRow,
+    TypedRows,
 };
-pub use values::{any_to_raw, any_to_string, attributes_to_map, hex_id};
+pub use values::{
+    any_into_string, any_to_raw, any_to_string, attributes_into_map, attributes_to_map, hex_id,
+};
 
 /// The rows one or more requests produce.
 #[derive(Debug, Default)]
@@ -71,91 +74,106 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Appends the rows of a log request to `rows`.
-pub fn logs(request: &ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) {
+/// Appends the rows of a log request to `rows`, moving its strings into them.
+pub fn logs(request: ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) {
     let mut index = 0u64;
-    for resource_logs in &request.resource_logs {
-        let resource = resource_logs.resource.as_ref();
-        let resource_attrs = resource
-            .map(|r| r.attributes.as_slice())
+    for resource_logs in request.resource_logs {
+        let resource_attrs = resource_logs
+            .resource
+            .map(|r| r.attributes)
             .unwrap_or_default();
-        let service = service_name(resource_attrs);
-        let resource_map = attributes_to_map(resource_attrs);
-        for scope_logs in &resource_logs.scope_logs {
-            let scope = scope_logs.scope.as_ref();
-            let scope_map = scope
-                .map(|s| attributes_to_map(&s.attributes))
-                .unwrap_or_default();
-            for record in &scope_logs.log_records {
-                let time = record_time(record);
+        let service = service_name(&resource_attrs);
+        let resource_map: SharedMap = attributes_to_map(&resource_attrs).into();
+        for scope_logs in resource_logs.scope_logs {
+            let (scope_name, scope_version, scope_map) = match scope_logs.scope {
+                Some(scope) => (
+                    scope.name,
+                    scope.version,
+                    attributes_into_map(scope.attributes).into(),
+                ),
+                None => Default::default(),
+            };
+            for record in scope_logs.log_records {
+                let time = record_time(&record);
                 let id = origin.row_id(index, time);
                 index += 1;
-                let view = LogView {
-                    resource: resource_attrs,
-                    record,
-                    time,
-                    id,
-                    table: None,
-                };
-                let event = event_name(record);
-                if let Some(table) = TypedRow::table_for(event) {
+                let trace_id = hex_id(&record.trace_id);
+                let span_id = hex_id(&record.span_id);
+                let event = event_name(&record).to_owned();
+                if let Some(table) = TypedRow::table_for(&event) {
                     let view = LogView {
-                        table: Some(table),
-                        ..view
+                        resource: &resource_attrs,
+                        service: &service,
+                        record: &record,
+                        trace_id: &trace_id,
+                        span_id: &span_id,
+                        time,
+                        id,
+                        table,
                     };
-                    match TypedRow::route(event, &view).expect("table_for found the kind") {
+                    match TypedRow::route(&event, &view).expect("table_for found the kind") {
                         Ok(row) => rows.typed.push(row),
                         Err(rejection) => rows.rejections.push((rejection, time)),
                     }
                 }
+                let LogRecord {
+                    flags,
+                    severity_text,
+                    severity_number,
+                    body,
+                    attributes,
+                    ..
+                } = record;
                 rows.logs.push(OtelLogRow {
                     timestamp: time,
-                    trace_id: hex_id(&record.trace_id),
-                    span_id: hex_id(&record.span_id),
-                    trace_flags: (record.flags & 0xff) as u8,
-                    severity_text: record.severity_text.clone(),
-                    severity_number: u8::try_from(record.severity_number).unwrap_or(0),
+                    trace_id,
+                    span_id,
+                    trace_flags: (flags & 0xff) as u8,
+                    severity_text,
+                    severity_number: u8::try_from(severity_number).unwrap_or(0),
                     service_name: service.clone(),
-                    body: record.body.as_ref().map(any_to_string).unwrap_or_default(),
+                    body: body.map(any_into_string).unwrap_or_default(),
                     resource_schema_url: resource_logs.schema_url.clone(),
                     resource_attributes: resource_map.clone(),
                     scope_schema_url: scope_logs.schema_url.clone(),
-                    scope_name: scope.map(|s| s.name.clone()).unwrap_or_default(),
-                    scope_version: scope.map(|s| s.version.clone()).unwrap_or_default(),
-                    scope_attributes: scope_map.clone(),
-                    log_attributes: attributes_to_map(&record.attributes),
-                    event_name: event.to_owned(),
+                    scope_name: scope_name.clone(),
+                    scope_version: scope_version.clone(),
+                    scope_attributes: SharedMap::clone(&scope_map),
+                    log_attributes: attributes_into_map(attributes),
+                    event_name: event,
                 });
             }
         }
     }
 }
 
-/// Appends the rows of a trace request to `rows`.
-pub fn traces(request: &ExportTraceServiceRequest, rows: &mut Rows) {
-    for resource_spans in &request.resource_spans {
+/// Appends the rows of a trace request to `rows`, moving its strings into them.
+pub fn traces(request: ExportTraceServiceRequest, rows: &mut Rows) {
+    for resource_spans in request.resource_spans {
         let resource_attrs = resource_spans
             .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
+            .map(|r| r.attributes)
             .unwrap_or_default();
-        let service = service_name(resource_attrs);
-        let resource_map = attributes_to_map(resource_attrs);
-        for scope_spans in &resource_spans.scope_spans {
-            let scope = scope_spans.scope.as_ref();
-            for span in &scope_spans.spans {
+        let service = service_name(&resource_attrs);
+        let resource_map: SharedMap = attributes_into_map(resource_attrs).into();
+        for scope_spans in resource_spans.scope_spans {
+            let scope = scope_spans
+                .scope
+                .map(|s| (s.name, s.version))
+                .unwrap_or_default();
+            for span in scope_spans.spans {
                 rows.spans
-                    .push(span_row(span, &service, &resource_map, scope));
+                    .push(span_row(span, &service, &resource_map, &scope));
             }
         }
     }
 }
 
 fn span_row(
-    span: &Span,
+    span: Span,
     service: &str,
-    resource: &[(String, String)],
-    scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+    resource: &SharedMap,
+    (scope_name, scope_version): &(String, String),
 ) -> OtelSpanRow {
     let kind = match span::SpanKind::try_from(span.kind).unwrap_or(span::SpanKind::Unspecified) {
         span::SpanKind::Unspecified => "Unspecified",
@@ -165,52 +183,47 @@ fn span_row(
         span::SpanKind::Producer => "Producer",
         span::SpanKind::Consumer => "Consumer",
     };
-    let status = span.status.as_ref();
-    let code = status.map(|s| s.code).unwrap_or_default();
-    let status_code = match status::StatusCode::try_from(code).unwrap_or(status::StatusCode::Unset)
-    {
-        status::StatusCode::Unset => "Unset",
-        status::StatusCode::Ok => "Ok",
-        status::StatusCode::Error => "Error",
-    };
-    OtelSpanRow {
+    let status = span.status.unwrap_or_default();
+    let status_code =
+        match status::StatusCode::try_from(status.code).unwrap_or(status::StatusCode::Unset) {
+            status::StatusCode::Unset => "Unset",
+            status::StatusCode::Ok => "Ok",
+            status::StatusCode::Error => "Error",
+        };
+    let mut row = OtelSpanRow {
         timestamp: nanos(span.start_time_unix_nano),
         trace_id: hex_id(&span.trace_id),
         span_id: hex_id(&span.span_id),
         parent_span_id: hex_id(&span.parent_span_id),
-        trace_state: span.trace_state.clone(),
-        span_name: span.name.clone(),
+        trace_state: span.trace_state,
+        span_name: span.name,
         span_kind: kind.to_owned(),
         service_name: service.to_owned(),
-        resource_attributes: resource.to_vec(),
-        scope_name: scope.map(|s| s.name.clone()).unwrap_or_default(),
-        scope_version: scope.map(|s| s.version.clone()).unwrap_or_default(),
-        span_attributes: attributes_to_map(&span.attributes),
+        resource_attributes: resource.clone(),
+        scope_name: scope_name.clone(),
+        scope_version: scope_version.clone(),
+        span_attributes: attributes_into_map(span.attributes),
         duration: span
             .end_time_unix_nano
             .saturating_sub(span.start_time_unix_nano),
         status_code: status_code.to_owned(),
-        status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
-        events_timestamp: span
-            .events
-            .iter()
-            .map(|e| nanos(e.time_unix_nano))
-            .collect(),
-        events_name: span.events.iter().map(|e| e.name.clone()).collect(),
-        events_attributes: span
-            .events
-            .iter()
-            .map(|e| attributes_to_map(&e.attributes))
-            .collect(),
-        links_trace_id: span.links.iter().map(|l| hex_id(&l.trace_id)).collect(),
-        links_span_id: span.links.iter().map(|l| hex_id(&l.span_id)).collect(),
-        links_trace_state: span.links.iter().map(|l| l.trace_state.clone()).collect(),
-        links_attributes: span
-            .links
-            .iter()
-            .map(|l| attributes_to_map(&l.attributes))
-            .collect(),
+        status_message: status.message,
+        ..OtelSpanRow::default()
+    };
+    for event in span.events {
+        row.events_timestamp.push(nanos(event.time_unix_nano));
+        row.events_name.push(event.name);
+        row.events_attributes
+            .push(attributes_into_map(event.attributes));
     }
+    for link in span.links {
+        row.links_trace_id.push(hex_id(&link.trace_id));
+        row.links_span_id.push(hex_id(&link.span_id));
+        row.links_trace_state.push(link.trace_state);
+        row.links_attributes
+            .push(attributes_into_map(link.attributes));
+    }
+    row
 }
 
 fn nanos(unix_nanos: u64) -> Ts {
@@ -258,10 +271,13 @@ fn service_name(resource: &[KeyValue]) -> String {
 /// A log record with its resource, as a kind's `from_record` sees it.
 struct LogView<'a> {
     resource: &'a [KeyValue],
+    service: &'a str,
     record: &'a LogRecord,
+    trace_id: &'a str,
+    span_id: &'a str,
     time: Ts,
     id: Uuid,
-    table: Option<&'static TableDef>,
+    table: &'static TableDef,
 }
 
 impl RecordView for LogView<'_> {
@@ -280,18 +296,18 @@ impl RecordView for LogView<'_> {
                     .map(|n| Raw::Int(n.into()))
             }
             Source::Time => Some(Raw::Int(self.time.0)),
-            Source::ServiceName => Some(Raw::Str(service_name(self.resource).into())),
+            Source::ServiceName => Some(Raw::Str(self.service.into())),
             Source::Environment => find(self.resource, "deployment.environment.name")
                 .or_else(|| find(self.resource, "deployment.environment"))
                 .and_then(any_to_raw),
-            Source::TraceId => Some(Raw::Str(hex_id(&self.record.trace_id).into())),
-            Source::SpanId => Some(Raw::Str(hex_id(&self.record.span_id).into())),
+            Source::TraceId => Some(Raw::Str(self.trace_id.into())),
+            Source::SpanId => Some(Raw::Str(self.span_id.into())),
             Source::RowId => find(&self.record.attributes, "logbook.id")
                 .and_then(any_to_raw)
                 .or(Some(Raw::Id(self.id))),
             Source::OtherAttributes => {
-                let table = self.table?;
-                let mapped: Vec<&str> = table
+                let mapped: Vec<&str> = self
+                    .table
                     .all_columns()
                     .filter_map(|c| match c.source {
                         Some(Source::Attr(name)) => Some(name),

@@ -62,7 +62,7 @@ const ORIGIN: Origin = Origin {
 #[test]
 fn a_kind_record_becomes_an_otel_row_and_a_typed_row() {
     let mut rows = Rows::default();
-    logs(&request(vec![api_call("helpdesk")]), ORIGIN, &mut rows);
+    logs(request(vec![api_call("helpdesk")]), ORIGIN, &mut rows);
     assert_eq!(rows.logs.len(), 1);
     assert_eq!(rows.typed.len(), 1);
     assert!(rows.rejections.is_empty());
@@ -79,7 +79,7 @@ fn a_kind_record_becomes_an_otel_row_and_a_typed_row() {
 #[test]
 fn typed_row_takes_resource_attributes_and_record_context() {
     let mut rows = Rows::default();
-    logs(&request(vec![api_call("helpdesk")]), ORIGIN, &mut rows);
+    logs(request(vec![api_call("helpdesk")]), ORIGIN, &mut rows);
     let mut found = None;
     struct Grab<'x>(&'x mut Option<crate::schema::ApiCall>);
     impl<'a> crate::schema::KindVisitor<'a> for Grab<'_> {
@@ -137,7 +137,7 @@ fn a_record_missing_a_required_attribute_is_rejected_but_kept_in_otel_logs() {
     let mut record = api_call("x");
     record.attributes.retain(|kv| kv.key != "logbook.bot.name");
     let mut rows = Rows::default();
-    logs(&request(vec![record]), ORIGIN, &mut rows);
+    logs(request(vec![record]), ORIGIN, &mut rows);
     assert_eq!(rows.logs.len(), 1);
     assert!(rows.typed.is_empty());
     assert_eq!(rows.rejections.len(), 1);
@@ -152,7 +152,7 @@ fn event_name_attribute_is_honoured() {
         .attributes
         .push(kv("event.name", s("logbook.api_call")));
     let mut rows = Rows::default();
-    logs(&request(vec![record]), ORIGIN, &mut rows);
+    logs(request(vec![record]), ORIGIN, &mut rows);
     assert_eq!(rows.typed.len(), 1);
 }
 
@@ -174,7 +174,7 @@ fn server_log_fields_hold_the_unmapped_attributes_and_severity_is_named() {
         ..Default::default()
     };
     let mut rows = Rows::default();
-    logs(&request(vec![record]), ORIGIN, &mut rows);
+    logs(request(vec![record]), ORIGIN, &mut rows);
     assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
     let mut found = None;
     struct Grab<'x>(&'x mut Option<crate::schema::ServerLog>);
@@ -233,7 +233,7 @@ fn spans_keep_nested_events_and_links() {
         }],
     };
     let mut rows = Rows::default();
-    traces(&request, &mut rows);
+    traces(request, &mut rows);
     let span = &rows.spans[0];
     assert_eq!(span.service_name, "integrator");
     assert_eq!(

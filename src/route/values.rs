@@ -1,7 +1,5 @@
 //! OTLP `AnyValue`s as logbook's [`Raw`] values, as map-column strings, and ids as hex.
 
-use std::fmt::Write;
-
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 
@@ -65,6 +63,22 @@ fn to_json(value: &AnyValue) -> serde_json::Value {
     }
 }
 
+/// Attributes moved into the pairs of a map column: keys and string values without a copy.
+pub fn attributes_into_map(attributes: Vec<KeyValue>) -> Vec<(String, String)> {
+    attributes
+        .into_iter()
+        .map(|kv| (kv.key, kv.value.map(any_into_string).unwrap_or_default()))
+        .collect()
+}
+
+/// [`any_to_string`] of a value the caller gives up: a string value is moved, not copied.
+pub fn any_into_string(value: AnyValue) -> String {
+    match value.value {
+        Some(Value::StringValue(s)) => s,
+        _ => any_to_string(&value),
+    }
+}
+
 /// Attributes as the `(key, value)` pairs of a `Map(LowCardinality(String), String)` column.
 pub fn attributes_to_map(attributes: &[KeyValue]) -> Vec<(String, String)> {
     attributes
@@ -78,12 +92,13 @@ pub fn attributes_to_map(attributes: &[KeyValue]) -> Vec<(String, String)> {
 
 /// Lowercase hex of a trace or span id; empty for an absent or all-zero id.
 pub fn hex_id(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     if bytes.iter().all(|b| *b == 0) {
         return String::new();
     }
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(out, "{b:02x}");
+        out.extend([DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
     }
-    out
+    String::from_utf8(out).expect("hex digits are ASCII")
 }

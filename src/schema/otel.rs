@@ -416,6 +416,10 @@ pub const ERRORS: TableDef = TableDef {
     errors: None,
 };
 
+/// A `Map(LowCardinality(String), String)` value that every row of one resource (or scope)
+/// shares instead of copying.
+pub type SharedMap = std::sync::Arc<[(String, String)]>;
+
 /// A row of `otel_logs`, in the exporter's column names (`TimestampTime` is computed by
 /// ClickHouse from `Timestamp`).
 #[derive(
@@ -432,11 +436,11 @@ pub struct OtelLogRow {
     pub service_name: String,
     pub body: String,
     pub resource_schema_url: String,
-    pub resource_attributes: Vec<(String, String)>,
+    pub resource_attributes: SharedMap,
     pub scope_schema_url: String,
     pub scope_name: String,
     pub scope_version: String,
-    pub scope_attributes: Vec<(String, String)>,
+    pub scope_attributes: SharedMap,
     pub log_attributes: Vec<(String, String)>,
     pub event_name: String,
 }
@@ -455,7 +459,7 @@ pub struct OtelSpanRow {
     pub span_name: String,
     pub span_kind: String,
     pub service_name: String,
-    pub resource_attributes: Vec<(String, String)>,
+    pub resource_attributes: SharedMap,
     pub scope_name: String,
     pub scope_version: String,
     pub span_attributes: Vec<(String, String)>,

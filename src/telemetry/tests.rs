@@ -118,7 +118,7 @@ fn emit_and_route<T: LogKind + Clone>(telemetry: &Telemetry, capture: &Capture, 
         queue_id: 1,
         position: 1,
     };
-    route::logs(&requests[0], origin, &mut rows);
+    route::logs(requests[0].clone(), origin, &mut rows);
     assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
     assert_eq!(rows.logs.len(), 1);
     assert_eq!(Some(rows.logs[0].event_name.as_str()), T::TABLE.event_name);
