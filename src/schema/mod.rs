@@ -15,7 +15,9 @@ pub mod value;
 use std::time::Duration;
 
 pub use kinds::*;
-pub use otel::{ERRORS, OTEL_LOGS, OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OtelLogRow, OtelSpanRow, SharedMap};
+pub use otel::{
+    ERRORS, OTEL_LOGS, OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OtelLogRow, OtelSpanRow, SharedMap,
+};
 pub use value::{FieldValue, Raw, RecordView, RowId, Source, Ts, attr};
 
 /// Whether a router must find a column's value for the row to be accepted.
