@@ -27,7 +27,14 @@ fn logs(mut request: ExportLogsServiceRequest) {
     let Envelope::Logs(request) = decoded else {
         panic!("a logs envelope decoded as another signal")
     };
-    route::logs(request, Origin { queue_id: 1, position: 0 }, &mut Rows::default());
+    route::logs(
+        request,
+        Origin {
+            queue_id: 1,
+            position: 0,
+        },
+        &mut Rows::default(),
+    );
 }
 
 fn traces(mut request: ExportTraceServiceRequest) {
