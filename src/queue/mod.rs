@@ -313,17 +313,17 @@ impl Queue {
     /// Appends a data entry; returns its position once it is durable per the fsync policy.
     /// Fails with [`QueueError::Full`] when the unacknowledged bytes plus this record would
     /// exceed `max_bytes`.
-    pub async fn append(&self, payload: &[u8]) -> Result<Position, QueueError> {
-        self.submit(Kind::Data, payload).await
+    pub async fn append(&self, payload: impl Into<Vec<u8>>) -> Result<Position, QueueError> {
+        self.submit(Kind::Data, payload.into()).await
     }
 
     /// Appends a marker entry (a batch cut point): never refused as full, and always fsynced
     /// before this returns whatever the policy.
-    pub async fn append_marker(&self, payload: &[u8]) -> Result<Position, QueueError> {
-        self.submit(Kind::Marker, payload).await
+    pub async fn append_marker(&self, payload: impl Into<Vec<u8>>) -> Result<Position, QueueError> {
+        self.submit(Kind::Marker, payload.into()).await
     }
 
-    async fn submit(&self, kind: Kind, payload: &[u8]) -> Result<Position, QueueError> {
+    async fn submit(&self, kind: Kind, payload: Vec<u8>) -> Result<Position, QueueError> {
         if u32::try_from(payload.len()).is_err() {
             return Err(QueueError::TooLarge { len: payload.len() });
         }
@@ -351,7 +351,7 @@ impl Queue {
         let (reply, replied) = oneshot::channel();
         let request = Request {
             kind,
-            payload: payload.to_vec(),
+            payload,
             reply,
             _permit: permit,
         };

@@ -121,12 +121,12 @@ where
     let limit = intake.max_request_size;
     let work = move || -> Result<T, IntakeError> {
         let body = if gzip {
-            gunzip(&body, limit)?
+            Bytes::from(gunzip(&body, limit)?)
         } else {
-            body.to_vec()
+            body
         };
         match format {
-            Format::Protobuf => T::decode(body.as_slice())
+            Format::Protobuf => T::decode(body)
                 .map_err(|e| IntakeError::Invalid(format!("invalid OTLP protobuf: {e}"))),
             Format::Json => serde_json::from_slice(&body)
                 .map_err(|e| IntakeError::Invalid(format!("invalid OTLP JSON: {e}"))),

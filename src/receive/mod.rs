@@ -231,8 +231,7 @@ impl Intake {
         self.metrics
             .truncated_values
             .inc_by(redactions.values_truncated);
-        let bytes = envelope.encode();
-        match self.queue.append(&bytes).await {
+        match self.queue.append(envelope.encode()).await {
             Ok(_) => Ok(()),
             Err(QueueError::Full { .. }) => Err(IntakeError::Full),
             Err(error) => {
