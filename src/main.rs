@@ -89,6 +89,9 @@ fn main() -> ExitCode {
     };
     if let Command::CheckConfig = cli.command {
         print!("{}", config.to_masked_toml());
+        for warning in config.warnings() {
+            eprintln!("warning: {warning}");
+        }
         eprintln!("configuration is valid");
         return ExitCode::SUCCESS;
     }

@@ -122,6 +122,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
 /// finish their in-flight requests, the pipeline flushes its last batch, then jobs stop.
 pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let metrics = Arc::new(Metrics::new());
     let queue = Queue::open(queue_options(&config)).map_err(|e| {
         anyhow::anyhow!(

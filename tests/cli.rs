@@ -50,6 +50,17 @@ fn bundled_config_file_is_valid_and_documents_the_defaults() {
 }
 
 #[test]
+fn check_config_warns_about_a_queue_smaller_than_two_batches() {
+    let (_dir, path) = config_file("[queue]\nmax_bytes = \"40 MiB\"\n");
+    let (code, _, err) = logbook(&["check-config", "-c", &path], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: queue.max_bytes (40.0 MiB) is less than twice batch.max_bytes"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_key_exits_2_naming_it() {
     let (_dir, path) = config_file("[server]\nlisten = \"127.0.0.1:1\"\nlissen = 1\n");
     let (code, _, err) = logbook(&["check-config", "-c", &path], &[]);

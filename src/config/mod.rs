@@ -512,6 +512,23 @@ impl Config {
         Ok(())
     }
 
+    /// Settings that are valid but work against each other: `check-config` prints these and
+    /// `serve` logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        // A batch cut by bytes needs its bytes in the queue; with less room than two batches,
+        // the queue refuses senders while the batch waits for max_age.
+        if self.queue.max_bytes.as_u64() < 2 * self.batch.max_bytes.as_u64() {
+            warnings.push(format!(
+                "queue.max_bytes ({}) is less than twice batch.max_bytes ({}): the queue fills \
+                 before a batch is full by bytes, so senders get 429 while each batch waits \
+                 for batch.max_age; raise queue.max_bytes or lower batch.max_bytes",
+                self.queue.max_bytes, self.batch.max_bytes
+            ));
+        }
+        warnings
+    }
+
     /// The effective configuration as TOML, secrets masked: what `check-config` prints.
     pub fn to_masked_toml(&self) -> String {
         toml::to_string_pretty(self).expect("configuration always serializes")
@@ -543,6 +560,20 @@ pub fn is_identifier(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_smaller_than_two_batches_is_warned_about() {
+        assert_eq!(Config::default().warnings(), Vec::<String>::new());
+        let config = load_str("[queue]\nmax_bytes = \"32 MiB\"\n", &[]).unwrap();
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with(
+                "queue.max_bytes (32.0 MiB) is less than twice batch.max_bytes (32.0 MiB)"
+            ),
+            "{warnings:?}"
+        );
+    }
 
     fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
