@@ -8,8 +8,8 @@
 //! 4. `envelope decode`: `Envelope::decode` of the queued bytes (the pipeline's read side);
 //! 5. `route`: `route::logs` into a batch's `Rows` (it consumes the request);
 //! 6. `encode`: every table's rows of the batch inserted through the `clickhouse` crate, like
-//!    `Sink::insert` (RowBinary serialization, LZ4 compression, the HTTP request over
-//!    loopback) into `clickhouse::test::Mock` with `handlers::record()`, an in-process hyper
+//!    `Sink::insert` (RowBinary serialization, LZ4 compression unless BENCH_COMPRESSION=none,
+//!    the HTTP request over loopback) into `clickhouse::test::Mock` with `handlers::record()`, an in-process hyper
 //!    server that keeps the body without parsing it. The Mock runs on a second thread and is
 //!    not counted; the client side (serialization, compression, hyper client, socket writes)
 //!    runs on the bench thread. The Mock forces the crate's schema validation off (logbook's
@@ -233,7 +233,13 @@ pub fn main() {
         let mock = &mock;
         let client = clickhouse::Client::default()
             .with_mock(mock)
-            .with_database("logbook");
+            .with_database("logbook")
+            // As logbook's `clickhouse.compression` (the crate's own default is off here, under
+            // its `test-util` feature); BENCH_COMPRESSION=none measures `compression = "none"`.
+            .with_compression(match std::env::var("BENCH_COMPRESSION").as_deref() {
+                Ok("none") => clickhouse::Compression::None,
+                _ => clickhouse::Compression::Lz4,
+            });
         let mut position = 0u64;
         {
             // What one request turns into, for the report.

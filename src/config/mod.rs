@@ -195,6 +195,16 @@ pub struct ClickHouseConfig {
     /// How long a single request to ClickHouse may take before it is abandoned.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Compression of the data logbook sends (inserts) and receives: `lz4` or `none`.
+    pub compression: Compression,
+}
+
+/// How inserts travel to ClickHouse: ClickHouse's own LZ4 block framing, or plain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Lz4,
+    None,
 }
 
 impl Default for ClickHouseConfig {
@@ -205,6 +215,7 @@ impl Default for ClickHouseConfig {
             password: Secret::default(),
             database: "logbook".into(),
             request_timeout: Duration::from_secs(30),
+            compression: Compression::Lz4,
         }
     }
 }
