@@ -16,7 +16,9 @@
 //! that retry at once on 429, to show that memory stays bounded and logbook pushes back.
 //!
 //! Run: `cargo bench --bench ingest_e2e` (env: `E2E_SECONDS`, `E2E_SENDERS`, `E2E_RECORDS`,
-//! `E2E_RUNS`, `E2E_SCENARIOS=steady,flood`, `E2E_FLOOD_SENDERS` (default twice `E2E_SENDERS`), `E2E_LOGBOOK_BIN` to run another logbook build).
+//! `E2E_RUNS`, `E2E_SCENARIOS=steady,flood`, `E2E_FLOOD_SENDERS` (default twice `E2E_SENDERS`),
+//! `E2E_COMPRESSION` (`clickhouse.compression`, default `lz4`), `E2E_LOGBOOK_BIN` to run
+//! another logbook build).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -134,10 +136,12 @@ impl Logbook {
         let (http, grpc, api) = (free_port(), free_port(), free_port());
         let config = dir.path().join("logbook.toml");
         let queue = dir.path().join("queue");
+        let compression = std::env::var("E2E_COMPRESSION").unwrap_or_else(|_| "lz4".into());
         std::fs::write(
             &config,
             format!(
                 "[clickhouse]\nurl = {:?}\nuser = \"default\"\npassword = {PASSWORD:?}\ndatabase = {database:?}\n\
+                 compression = {compression:?}\n\
                  [server]\nlisten = \"127.0.0.1:{api}\"\n\
                  [ingest]\nhttp_listen = \"127.0.0.1:{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\n\
                  [queue]\npath = {:?}\nfsync = \"always\"\n{queue_extra}\n",

@@ -130,6 +130,11 @@ macro_rules! registry {
             pub fn visit<'a>(&'a self, visitor: &mut impl KindVisitor<'a>) {
                 $(if !self.$kind.is_empty() { visitor.visit(&self.$kind); })*
             }
+
+            /// Gives each non-empty kind's rows away to `consumer`.
+            pub fn into_each(self, consumer: &mut impl KindConsumer) {
+                $(if !self.$kind.is_empty() { consumer.take(self.$kind); })*
+            }
         }
 
         impl TypedRow {
@@ -177,6 +182,11 @@ macro_rules! registry {
 /// Receives each kind's rows in turn (see [`TypedRows::visit`]).
 pub trait KindVisitor<'a> {
     fn visit<T: LogKind>(&mut self, rows: &'a [T]);
+}
+
+/// Takes each kind's rows in turn (see [`TypedRows::into_each`]).
+pub trait KindConsumer {
+    fn take<T: LogKind>(&mut self, rows: Vec<T>);
 }
 
 /// Mutable access to the shared columns of a row of any kind (see [`TypedRow::common_mut`]).

@@ -8,28 +8,25 @@
 mod dead_letter;
 mod retry;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clickhouse::{RowOwned, RowWrite};
 use serde::Serialize;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use dead_letter::DeadLetter;
 pub use retry::{Backoff, Failure, classify, error_code};
 
-use crate::batch::Batch;
 use crate::metrics::Metrics;
-use crate::schema::{KindVisitor, LogKind, OTEL_LOGS, OTEL_TRACES};
+use crate::route::Rows;
+use crate::schema::{KindConsumer, LogKind, OTEL_LOGS, OTEL_TRACES};
 
 /// The sink was asked to stop while ClickHouse was failing; the batch stays in the queue.
 #[derive(Debug, thiserror::Error)]
 #[error("stopped before the batch was stored")]
 pub struct Stopped;
-
-type Job<'a> = Pin<Box<dyn Future<Output = Result<(), Stopped>> + Send + 'a>>;
 
 pub struct Sink {
     client: clickhouse::Client,
@@ -56,41 +53,70 @@ impl Sink {
         }
     }
 
-    /// Stores every table's rows of `batch`. Returns once each table's rows are in ClickHouse
-    /// or set aside, or `Stopped` if `stop` fires while ClickHouse keeps failing.
+    /// Stores every table's `rows`, each table on its own task (encoding and compressing a
+    /// table's rows is CPU work, so tables spread over the runtime's threads). Returns once
+    /// each table's rows are in ClickHouse or set aside, or `Stopped` if `stop` fires while
+    /// ClickHouse keeps failing.
     pub async fn write(
-        &self,
-        batch: &Batch,
+        self: &Arc<Self>,
+        rows: Rows,
         token: &str,
         stop: &CancellationToken,
     ) -> Result<(), Stopped> {
-        struct Collect<'a> {
-            sink: &'a Sink,
+        struct Spawn<'a> {
+            sink: &'a Arc<Sink>,
             token: &'a str,
             stop: &'a CancellationToken,
-            jobs: Vec<Job<'a>>,
+            jobs: Vec<JoinHandle<Result<(), Stopped>>>,
         }
-        impl<'a> KindVisitor<'a> for Collect<'a> {
-            fn visit<T: LogKind>(&mut self, rows: &'a [T]) {
-                let job = self.sink.table(T::TABLE.name, rows, self.token, self.stop);
-                self.jobs.push(Box::pin(job));
+        impl Spawn<'_> {
+            fn spawn<T>(&mut self, table: &'static str, rows: Vec<T>)
+            where
+                T: RowOwned + RowWrite + Serialize + Send + Sync,
+            {
+                if rows.is_empty() {
+                    return;
+                }
+                let (sink, token, stop) = (
+                    Arc::clone(self.sink),
+                    self.token.to_owned(),
+                    self.stop.clone(),
+                );
+                self.jobs.push(tokio::spawn(async move {
+                    sink.table(table, &rows, &token, &stop).await
+                }));
             }
         }
-        let mut collect = Collect {
+        impl KindConsumer for Spawn<'_> {
+            fn take<T: LogKind>(&mut self, rows: Vec<T>) {
+                self.spawn(T::TABLE.name, rows);
+            }
+        }
+        let Rows {
+            logs, spans, typed, ..
+        } = rows;
+        let mut spawn = Spawn {
             sink: self,
             token,
             stop,
-            jobs: vec![
-                Box::pin(self.table(OTEL_LOGS.name, &batch.rows.logs, token, stop)),
-                Box::pin(self.table(OTEL_TRACES.name, &batch.rows.spans, token, stop)),
-            ],
+            jobs: Vec::new(),
         };
-        batch.rows.typed.visit(&mut collect);
-        // Tables are independent: insert them concurrently, like the server would anyway.
-        for result in futures_util::future::join_all(collect.jobs).await {
-            result?;
+        spawn.spawn(OTEL_LOGS.name, logs);
+        spawn.spawn(OTEL_TRACES.name, spans);
+        typed.into_each(&mut spawn);
+        // Every task is awaited, so none outlives the batch's outcome.
+        let mut outcome = Ok(());
+        for job in spawn.jobs {
+            match job.await {
+                Ok(Ok(())) => {}
+                Ok(Err(Stopped)) => outcome = Err(Stopped),
+                Err(error) => {
+                    tracing::error!(%error, "a table's insert task failed; the batch stays in the queue");
+                    outcome = Err(Stopped);
+                }
+            }
         }
-        Ok(())
+        outcome
     }
 
     async fn table<T>(
