@@ -14,6 +14,10 @@
 //!
 //! A second scenario ("flood") uses `queue.max_bytes = "32 MiB"` and twice as many senders
 //! that retry at once on 429, to show that memory stays bounded and logbook pushes back.
+//! A third ("capacity", not run by default) is "steady" with logbook's tables swapped for
+//! `Null`-engine twins after `migrate`: ClickHouse still receives, decompresses and parses
+//! every insert but stores nothing, so the rate shows what logbook itself can carry on this
+//! machine; "stored" is then logbook's `logbook_rows_inserted_total` for `otel_logs`.
 //!
 //! Run: `cargo bench --bench ingest_e2e` (env: `E2E_SECONDS`, `E2E_SENDERS`, `E2E_RECORDS`,
 //! `E2E_RUNS`, `E2E_SCENARIOS=steady,flood`, `E2E_FLOOD_SENDERS` (default twice `E2E_SENDERS`),
@@ -205,24 +209,87 @@ impl Logbook {
     }
 }
 
-async fn count(client: &reqwest::Client, ch: &ChServer, database: &str) -> u64 {
+/// Runs one statement on the chdb server; its output as text.
+async fn sql(client: &reqwest::Client, ch: &ChServer, statement: String) -> String {
     let response = client
-        .get(&ch.url)
-        .query(&[("query", format!("SELECT count() FROM {database}.otel_logs"))])
+        .post(&ch.url)
+        .body(statement)
         .header("X-ClickHouse-User", "default")
         .header("X-ClickHouse-Key", PASSWORD)
         .send()
         .await;
     match response {
-        Ok(r) => r
-            .text()
-            .await
-            .unwrap_or_default()
-            .trim()
-            .parse()
-            .unwrap_or(0),
-        Err(_) => 0,
+        Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
+        _ => String::new(),
     }
+}
+
+/// `otel_logs` rows stored, or, with `Null` tables, inserted according to logbook's metrics.
+async fn count(
+    client: &reqwest::Client,
+    ch: &ChServer,
+    database: &str,
+    logbook: &Logbook,
+    null_tables: bool,
+) -> u64 {
+    if !null_tables {
+        let rows = sql(
+            client,
+            ch,
+            format!("SELECT count() FROM {database}.otel_logs"),
+        )
+        .await;
+        return rows.trim().parse().unwrap_or(0);
+    }
+    let metrics = match client.get(format!("{}/metrics", logbook.api)).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => return 0,
+    };
+    metrics
+        .lines()
+        .find(|l| l.starts_with("logbook_rows_inserted_total{table=\"otel_logs\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Replaces every table logbook inserts into by a `Null` table of the same columns.
+async fn use_null_tables(client: &reqwest::Client, ch: &ChServer, database: &str) {
+    let tables = sql(
+        client,
+        ch,
+        format!(
+            "SELECT name FROM system.tables WHERE database = '{database}' \
+             AND engine = 'MergeTree' AND name != 'logbook_migrations'"
+        ),
+    )
+    .await;
+    for table in tables.lines() {
+        sql(
+            client,
+            ch,
+            format!("RENAME TABLE {database}.{table} TO {database}.{table}_stored"),
+        )
+        .await;
+        sql(
+            client,
+            ch,
+            format!("CREATE TABLE {database}.{table} AS {database}.{table}_stored ENGINE = Null"),
+        )
+        .await;
+    }
+    let null = sql(
+        client,
+        ch,
+        format!(
+            "SELECT count() FROM system.tables WHERE database = '{database}' AND engine = 'Null'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        null.trim(),
+        tables.lines().count().to_string(),
+        "Null tables in place"
+    );
 }
 
 #[derive(Default)]
@@ -239,6 +306,9 @@ struct Scenario {
     senders: usize,
     /// Wait for Retry-After on 429 (an exporter's behaviour) or retry at once (a flood).
     honour_retry_after: bool,
+    /// Swap logbook's tables for `Null`-engine twins: ClickHouse still receives, decompresses
+    /// and parses every insert, but stores nothing, so logbook's own capacity shows.
+    null_tables: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +339,9 @@ async fn run(
 ) -> Outcome {
     let database = format!("bench_{}_{index}", scenario.name);
     let logbook = Logbook::start(ch, &database, scenario.queue_extra).await;
+    if scenario.null_tables {
+        use_null_tables(&reqwest::Client::new(), ch, &database).await;
+    }
     let _ = root;
     let lb_pid = logbook.child.id();
     let ch_pid = ch.child.id();
@@ -352,7 +425,7 @@ async fn run(
     let mut stored = 0;
     let drain_limit = Instant::now() + Duration::from_secs(600);
     while Instant::now() < drain_limit {
-        stored = count(&count_client, ch, &database).await;
+        stored = count(&count_client, ch, &database, &logbook, scenario.null_tables).await;
         if stored >= acked {
             break;
         }
@@ -451,12 +524,21 @@ fn main() {
             queue_extra: "",
             senders,
             honour_retry_after: true,
+            null_tables: false,
         },
         Scenario {
             name: "flood",
             queue_extra: "max_bytes = \"32 MiB\"\n",
             senders: flood_senders,
             honour_retry_after: false,
+            null_tables: false,
+        },
+        Scenario {
+            name: "capacity",
+            queue_extra: "",
+            senders,
+            honour_retry_after: true,
+            null_tables: true,
         },
     ];
     runtime.block_on(async {
