@@ -1,9 +1,6 @@
 //! The consumer side of the durable queue: read queued requests in order, route them into a
 //! batch, record the batch's range in the queue, write it to ClickHouse, acknowledge it.
 //!
-//! The next batch is routed while the previous one is being inserted; only one batch is in
-//! ClickHouse's hands at a time, so batches are acknowledged in queue order.
-//!
 //! Exactly once: a batch covers a contiguous range of queue positions and is inserted with a
 //! deduplication token naming that range. Its range is written to the queue as a marker
 //! before the insert. After a crash, the queue is replayed from the last acknowledged
@@ -13,7 +10,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -43,9 +39,6 @@ pub enum PipelineError {
     #[error("durable queue: {0}")]
     Queue(#[from] QueueError),
 }
-
-/// The insert (and then acknowledgement) of the batch before the one being routed.
-type InFlight = Option<JoinHandle<Result<(), Stopped>>>;
 
 pub struct Pipeline {
     queue: Queue,
@@ -84,18 +77,6 @@ impl Pipeline {
     /// Runs until `stop`; on stop, a batch being retried is left in the queue for the next
     /// start, and a batch being filled is flushed once if ClickHouse takes it.
     pub async fn run(self, stop: CancellationToken) -> Result<(), PipelineError> {
-        let mut in_flight = None;
-        let result = self.route_and_flush(&stop, &mut in_flight).await;
-        // Whatever ended the loop, the insert under way finishes (or gives up) first.
-        let _ = settle(&mut in_flight).await;
-        result
-    }
-
-    async fn route_and_flush(
-        &self,
-        stop: &CancellationToken,
-        in_flight: &mut InFlight,
-    ) -> Result<(), PipelineError> {
         let queue_id = self.queue.id();
         let mut cuts = self.pending_cuts()?;
         if !cuts.is_empty() {
@@ -116,7 +97,7 @@ impl Pipeline {
                 biased;
                 _ = stop.cancelled() => {
                     if let Some(batch) = batch.take().filter(|_| cuts.is_empty()) {
-                        let _ = self.flush(batch, queue_id, true, stop, in_flight).await;
+                        let _ = self.flush(batch, queue_id, true, &stop).await;
                     }
                     return Ok(());
                 }
@@ -125,10 +106,7 @@ impl Pipeline {
             };
             let Some(entry) = entry else {
                 if let Some(full) = batch.take()
-                    && self
-                        .flush(full, queue_id, true, stop, in_flight)
-                        .await
-                        .is_err()
+                    && self.flush(full, queue_id, true, &stop).await.is_err()
                 {
                     return Ok(());
                 }
@@ -159,7 +137,7 @@ impl Pipeline {
             if let Some(write_marker) = cut {
                 let full = batch.take().expect("a batch is open");
                 if self
-                    .flush(full, queue_id, write_marker, stop, in_flight)
+                    .flush(full, queue_id, write_marker, &stop)
                     .await
                     .is_err()
                 {
@@ -187,37 +165,28 @@ impl Pipeline {
         }
     }
 
-    /// Records the batch's range, waits for the previous batch to be stored, then starts
-    /// storing this one (and acknowledging it once stored) while the caller routes on.
     async fn flush(
         &self,
         mut batch: Batch,
         queue_id: u64,
         write_marker: bool,
         stop: &CancellationToken,
-        in_flight: &mut InFlight,
     ) -> Result<(), Stopped> {
         batch.report_rejections(queue_id);
         if write_marker {
             let cut = encode_cut(batch.first, batch.last);
-            if let Err(error) = self.queue.append_marker(cut).await {
+            if let Err(error) = self.queue.append_marker(&cut).await {
                 // Without the marker a replay could cut differently; do not insert.
                 tracing::error!(%error, "cannot record a batch in the queue; stopping the pipeline");
                 return Err(Stopped);
             }
         }
-        settle(in_flight).await?;
         self.metrics.batch_rows.observe(batch.rows.len() as f64);
-        let token = batch.token(queue_id);
-        let next = batch.last + 1;
-        let (sink, queue, stop) = (Arc::clone(&self.sink), self.queue.clone(), stop.clone());
-        *in_flight = Some(tokio::spawn(async move {
-            sink.write(batch.rows, &token, &stop).await?;
-            if let Err(error) = queue.ack(next) {
-                tracing::error!(%error, "cannot acknowledge a stored batch; it will be replayed and deduplicated");
-            }
-            Ok(())
-        }));
+        let (token, next) = (batch.token(queue_id), batch.last + 1);
+        self.sink.write(batch.rows, &token, stop).await?;
+        if let Err(error) = self.queue.ack(next) {
+            tracing::error!(%error, "cannot acknowledge a stored batch; it will be replayed and deduplicated");
+        }
         Ok(())
     }
 
@@ -231,17 +200,6 @@ impl Pipeline {
                 .map_or(0, |age| age.as_secs() as i64),
         );
     }
-}
-
-/// Waits for the batch in flight, if any: `Stopped` if it was left in the queue.
-async fn settle(in_flight: &mut InFlight) -> Result<(), Stopped> {
-    let Some(task) = in_flight.take() else {
-        return Ok(());
-    };
-    task.await.unwrap_or_else(|error| {
-        tracing::error!(%error, "a batch's insert task failed; the batch stays in the queue");
-        Err(Stopped)
-    })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
