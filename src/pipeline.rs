@@ -151,7 +151,7 @@ impl Pipeline {
         let earlier = batch.rows.rejections.len();
         match Envelope::decode(payload) {
             Ok(Envelope::Logs(request)) => route::logs(request, origin, &mut batch.rows),
-            Ok(Envelope::Traces(request)) => route::traces(request, &mut batch.rows),
+            Ok(Envelope::Traces(request)) => route::traces(request, origin, &mut batch.rows),
             // Requests were decoded before they were queued: this is damage, not bad input.
             Err(error) => {
                 tracing::error!(%error, position = origin.position, "skipping an unreadable queued request")

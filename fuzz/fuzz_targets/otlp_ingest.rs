@@ -39,7 +39,14 @@ fn logs(mut request: ExportLogsServiceRequest) {
 
 fn traces(mut request: ExportTraceServiceRequest) {
     redactor().traces(&mut request);
-    route::traces(request, &mut Rows::default());
+    route::traces(
+        request,
+        Origin {
+            queue_id: 1,
+            position: 0,
+        },
+        &mut Rows::default(),
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

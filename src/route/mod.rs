@@ -1,7 +1,9 @@
 //! Routing: a decoded OTLP request becomes rows. Every log record becomes an `otel_logs` row
 //! and every span an `otel_traces` row; a log record whose event name is a log kind's also
 //! becomes a row of that kind (the kind's own `from_record` reads it through [`RecordView`]),
-//! or, when it does not fit, a [`Rejection`] for the caller to count.
+//! or, when it does not fit, a [`Rejection`] for the caller to count. So does a span whose
+//! `event.name` attribute names a kind: what a span says by itself (its duration, an error
+//! status, an `exception` event) stands in for the attributes it does not carry.
 //!
 //! Row ids are derived from the request's queue position and the record's index in it, so
 //! replaying the queue after a crash produces the very same rows.
@@ -148,20 +150,41 @@ pub fn logs(request: ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) 
 }
 
 /// Appends the rows of a trace request to `rows`, moving its strings into them.
-pub fn traces(request: ExportTraceServiceRequest, rows: &mut Rows) {
+pub fn traces(request: ExportTraceServiceRequest, origin: Origin, rows: &mut Rows) {
+    let mut index = 0u64;
     for resource_spans in request.resource_spans {
         let resource_attrs = resource_spans
             .resource
             .map(|r| r.attributes)
             .unwrap_or_default();
         let service = service_name(&resource_attrs);
-        let resource_map: SharedMap = attributes_into_map(resource_attrs).into();
+        let resource_map: SharedMap = attributes_to_map(&resource_attrs).into();
         for scope_spans in resource_spans.scope_spans {
             let scope = scope_spans
                 .scope
                 .map(|s| (s.name, s.version))
                 .unwrap_or_default();
             for span in scope_spans.spans {
+                let time = nanos(span.start_time_unix_nano);
+                let id = origin.row_id(index, time);
+                index += 1;
+                let event = find_str(&span.attributes, "event.name");
+                if let Some(table) = TypedRow::table_for(event) {
+                    let (trace_id, span_id) = (hex_id(&span.trace_id), hex_id(&span.span_id));
+                    let view = SpanView {
+                        resource: &resource_attrs,
+                        service: &service,
+                        span: &span,
+                        trace_id: &trace_id,
+                        span_id: &span_id,
+                        id,
+                        table,
+                    };
+                    match TypedRow::route(event, &view).expect("table_for found the kind") {
+                        Ok(row) => rows.typed.push(row),
+                        Err(rejection) => rows.rejections.push((rejection, time)),
+                    }
+                }
                 rows.spans
                     .push(span_row(span, &service, &resource_map, &scope));
             }
@@ -245,7 +268,12 @@ pub fn event_name(record: &LogRecord) -> &str {
     if !record.event_name.is_empty() {
         return &record.event_name;
     }
-    find(&record.attributes, "event.name")
+    find_str(&record.attributes, "event.name")
+}
+
+/// A string attribute's value; empty when absent or not a string.
+fn find_str<'a>(attributes: &'a [KeyValue], key: &str) -> &'a str {
+    find(attributes, key)
         .and_then(|v| match &v.value {
             Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
                 Some(s.as_str())
@@ -297,42 +325,122 @@ impl RecordView for LogView<'_> {
             }
             Source::Time => Some(Raw::Int(self.time.0)),
             Source::ServiceName => Some(Raw::Str(self.service.into())),
-            Source::Environment => find(self.resource, "deployment.environment.name")
-                .or_else(|| find(self.resource, "deployment.environment"))
-                .and_then(any_to_raw),
+            Source::Environment => environment(self.resource),
             Source::TraceId => Some(Raw::Str(self.trace_id.into())),
             Source::SpanId => Some(Raw::Str(self.span_id.into())),
-            Source::RowId => find(&self.record.attributes, "logbook.id")
-                .and_then(any_to_raw)
-                .or(Some(Raw::Id(self.id))),
-            Source::OtherAttributes => {
-                let mapped: Vec<&str> = self
-                    .table
-                    .all_columns()
-                    .filter_map(|c| match c.source {
-                        Some(Source::Attr(name)) => Some(name),
-                        _ => None,
-                    })
-                    .collect();
-                let pairs = self
-                    .record
-                    .attributes
-                    .iter()
-                    // `event.name` chose the kind and `logbook.id` is the row's id: neither is a field.
-                    .filter(|kv| {
-                        !mapped.contains(&kv.key.as_str())
-                            && kv.key != "event.name"
-                            && kv.key != "logbook.id"
-                    })
-                    .filter_map(|kv| {
-                        let value = kv.value.as_ref().and_then(any_to_raw)?;
-                        Some((kv.key.as_str().into(), value))
-                    })
-                    .collect();
-                Some(Raw::Pairs(pairs))
-            }
+            Source::RowId => row_id(&self.record.attributes, self.id),
+            Source::OtherAttributes => Some(other_attributes(self.table, &self.record.attributes)),
         }
     }
+}
+
+/// A span with its resource, as a kind's `from_record` sees it.
+struct SpanView<'a> {
+    resource: &'a [KeyValue],
+    service: &'a str,
+    span: &'a Span,
+    trace_id: &'a str,
+    span_id: &'a str,
+    id: Uuid,
+    table: &'static TableDef,
+}
+
+impl SpanView<'_> {
+    fn failed(&self) -> bool {
+        self.span
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == status::StatusCode::Error as i32)
+    }
+
+    /// What the span itself says in place of an attribute it does not carry.
+    fn derived(&self, name: &str) -> Option<Raw<'_>> {
+        match name {
+            "logbook.duration_ms" => {
+                let nanos =
+                    (self.span.end_time_unix_nano).saturating_sub(self.span.start_time_unix_nano);
+                Some(Raw::Int(
+                    i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX),
+                ))
+            }
+            "logbook.outcome" => Some(Raw::Str(
+                if self.failed() { "error" } else { "success" }.into(),
+            )),
+            // OpenTelemetry records an exception as a span event named `exception`.
+            "exception.message" | "exception.type" => self
+                .span
+                .events
+                .iter()
+                .find(|e| e.name == "exception")
+                .and_then(|e| find(&e.attributes, name))
+                .and_then(any_to_raw)
+                .or_else(|| {
+                    let status = self.span.status.as_ref()?;
+                    (name == "exception.message" && self.failed() && !status.message.is_empty())
+                        .then(|| Raw::Str(status.message.as_str().into()))
+                }),
+            _ => None,
+        }
+    }
+}
+
+impl RecordView for SpanView<'_> {
+    fn get(&self, source: Source) -> Option<Raw<'_>> {
+        match source {
+            Source::Attr(name) => find(&self.span.attributes, name)
+                .or_else(|| find(self.resource, name))
+                .and_then(any_to_raw)
+                .or_else(|| self.derived(name)),
+            Source::Body => None,
+            Source::SeverityText => Some(Raw::Str(
+                if self.failed() { "error" } else { "info" }.into(),
+            )),
+            Source::SeverityNumber => Some(Raw::Int(if self.failed() { 17 } else { 9 })),
+            Source::Time => Some(Raw::Int(nanos(self.span.start_time_unix_nano).0)),
+            Source::ServiceName => Some(Raw::Str(self.service.into())),
+            Source::Environment => environment(self.resource),
+            Source::TraceId => Some(Raw::Str(self.trace_id.into())),
+            Source::SpanId => Some(Raw::Str(self.span_id.into())),
+            Source::RowId => row_id(&self.span.attributes, self.id),
+            Source::OtherAttributes => Some(other_attributes(self.table, &self.span.attributes)),
+        }
+    }
+}
+
+fn environment(resource: &[KeyValue]) -> Option<Raw<'_>> {
+    find(resource, "deployment.environment.name")
+        .or_else(|| find(resource, "deployment.environment"))
+        .and_then(any_to_raw)
+}
+
+/// The sender's own `logbook.id`, or the id derived from the record's queue position.
+fn row_id(attributes: &[KeyValue], derived: Uuid) -> Option<Raw<'_>> {
+    find(attributes, "logbook.id")
+        .and_then(any_to_raw)
+        .or(Some(Raw::Id(derived)))
+}
+
+/// The attributes no column of `table` takes, for its `attributes` column.
+fn other_attributes<'a>(table: &TableDef, attributes: &'a [KeyValue]) -> Raw<'a> {
+    let mapped: Vec<&str> = table
+        .all_columns()
+        .filter_map(|c| match c.source {
+            Some(Source::Attr(name)) => Some(name),
+            _ => None,
+        })
+        .collect();
+    let pairs = attributes
+        .iter()
+        // `event.name` chose the kind and `logbook.id` is the row's id: neither is a field.
+        .filter(|kv| {
+            !mapped.contains(&kv.key.as_str()) && kv.key != "event.name" && kv.key != "logbook.id"
+        })
+        .filter_map(|kv| {
+            let value = kv.value.as_ref().and_then(any_to_raw)?;
+            Some((kv.key.as_str().into(), value))
+        })
+        .collect();
+    Raw::Pairs(pairs)
 }
 
 /// logbook's six level names from OpenTelemetry's severity number (or, without one, text).

@@ -59,6 +59,143 @@ const ORIGIN: Origin = Origin {
     position: 4096,
 };
 
+/// The first typed row of kind `K`, if the router made one.
+fn first_typed<K: crate::schema::LogKind + Clone + 'static>(rows: &Rows) -> Option<K> {
+    struct Grab<K>(Option<K>);
+    impl<'a, K: Clone + 'static> crate::schema::KindVisitor<'a> for Grab<K> {
+        fn visit<T: crate::schema::LogKind>(&mut self, rows: &'a [T]) {
+            let any: &dyn std::any::Any = &rows[0];
+            if let Some(row) = any.downcast_ref::<K>() {
+                self.0 = Some(row.clone());
+            }
+        }
+    }
+    let mut grab = Grab(None);
+    rows.typed.visit(&mut grab);
+    grab.0
+}
+
+/// A trace request of one span from the `bots` service.
+fn trace_request(span: Span) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s("bots")),
+                    kv("logbook.tenant", s("acme")),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// An HTTP client span of a bot's call, named as an API call, that failed with an exception.
+fn api_call_span() -> Span {
+    use opentelemetry_proto::tonic::trace::v1::{Status, span::Event};
+    Span {
+        trace_id: vec![0xab; 16],
+        span_id: vec![0xcd; 8],
+        name: "POST".into(),
+        kind: 3,
+        start_time_unix_nano: 1_763_700_000_000_000_000,
+        end_time_unix_nano: 1_763_700_000_250_000_000,
+        attributes: vec![
+            kv("event.name", s("logbook.api_call")),
+            kv("logbook.bot.name", s("helpdesk")),
+            kv("http.request.method", s("POST")),
+            kv("url.full", s("https://api.example.com/v1")),
+            kv("http.response.status_code", Value::IntValue(502)),
+            kv("server.address", s("api.example.com")),
+        ],
+        status: Some(Status {
+            code: 2,
+            message: "bad gateway".into(),
+        }),
+        events: vec![Event {
+            name: "exception".into(),
+            attributes: vec![kv("exception.message", s("upstream closed the connection"))],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_span_naming_a_kind_becomes_its_row_with_what_the_span_says() {
+    let mut rows = Rows::default();
+    traces(trace_request(api_call_span()), ORIGIN, &mut rows);
+    assert_eq!(rows.spans.len(), 1, "the span itself is kept");
+    assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
+    let call: crate::schema::ApiCall = first_typed(&rows).expect("an api_calls row");
+    assert_eq!(
+        (call.bot.as_str(), call.method.as_str()),
+        ("helpdesk", "POST")
+    );
+    assert_eq!(call.status_code, 502);
+    // Not among the span's attributes: taken from its status, duration and exception event.
+    assert_eq!(call.outcome, "error");
+    assert_eq!(call.duration_ms, 250);
+    assert_eq!(call.error_message, "upstream closed the connection");
+    assert_eq!(
+        (call.tenant.as_str(), call.service.as_str()),
+        ("acme", "bots")
+    );
+    assert_eq!(call.trace_id, "ab".repeat(16));
+    assert_eq!(call.time, Ts(1_763_700_000_000_000_000));
+    assert_eq!(call.id.0, ORIGIN.row_id(0, call.time));
+}
+
+#[test]
+fn a_span_carries_its_own_values_over_derived_ones() {
+    let mut span = api_call_span();
+    span.status = None;
+    span.events.clear();
+    span.attributes.extend([
+        kv("logbook.outcome", s("error")),
+        kv("logbook.duration_ms", Value::IntValue(7)),
+    ]);
+    let mut rows = Rows::default();
+    traces(trace_request(span), ORIGIN, &mut rows);
+    let call: crate::schema::ApiCall = first_typed(&rows).expect("an api_calls row");
+    assert_eq!((call.outcome.as_str(), call.duration_ms), ("error", 7));
+    assert_eq!(call.error_message, "");
+    // Without an error status, an unmarked span is a success.
+    let mut span = api_call_span();
+    span.status = None;
+    let mut rows = Rows::default();
+    traces(trace_request(span), ORIGIN, &mut rows);
+    let call: crate::schema::ApiCall = first_typed(&rows).expect("an api_calls row");
+    assert_eq!(call.outcome, "success");
+}
+
+#[test]
+fn a_span_naming_a_kind_without_its_required_attributes_is_rejected_but_kept() {
+    let mut span = api_call_span();
+    span.attributes.retain(|kv| kv.key != "url.full");
+    let mut rows = Rows::default();
+    traces(trace_request(span), ORIGIN, &mut rows);
+    assert_eq!(rows.spans.len(), 1);
+    assert_eq!(rows.typed.len(), 0);
+    assert_eq!(rows.rejections.len(), 1);
+    assert_eq!(rows.rejections[0].0.column, "url");
+    // A span that names no kind is only a span.
+    let mut span = api_call_span();
+    span.attributes.retain(|kv| kv.key != "event.name");
+    let mut rows = Rows::default();
+    traces(trace_request(span), ORIGIN, &mut rows);
+    assert_eq!(
+        (rows.spans.len(), rows.typed.len(), rows.rejections.len()),
+        (1, 0, 0)
+    );
+}
+
 #[test]
 fn a_kind_record_becomes_an_otel_row_and_a_typed_row() {
     let mut rows = Rows::default();
@@ -80,16 +217,7 @@ fn a_kind_record_becomes_an_otel_row_and_a_typed_row() {
 fn typed_row_takes_resource_attributes_and_record_context() {
     let mut rows = Rows::default();
     logs(request(vec![api_call("helpdesk")]), ORIGIN, &mut rows);
-    let mut found = None;
-    struct Grab<'x>(&'x mut Option<crate::schema::ApiCall>);
-    impl<'a> crate::schema::KindVisitor<'a> for Grab<'_> {
-        fn visit<T: crate::schema::LogKind>(&mut self, rows: &'a [T]) {
-            let any: &dyn std::any::Any = &rows[0];
-            *self.0 = any.downcast_ref::<crate::schema::ApiCall>().cloned();
-        }
-    }
-    rows.typed.visit(&mut Grab(&mut found));
-    let call = found.expect("an api_calls row");
+    let call: crate::schema::ApiCall = first_typed(&rows).expect("an api_calls row");
     assert_eq!(call.tenant, "acme");
     assert_eq!(call.environment, "prod");
     assert_eq!(call.service, "bots");
@@ -176,16 +304,7 @@ fn server_log_fields_hold_the_unmapped_attributes_and_severity_is_named() {
     let mut rows = Rows::default();
     logs(request(vec![record]), ORIGIN, &mut rows);
     assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
-    let mut found = None;
-    struct Grab<'x>(&'x mut Option<crate::schema::ServerLog>);
-    impl<'a> crate::schema::KindVisitor<'a> for Grab<'_> {
-        fn visit<T: crate::schema::LogKind>(&mut self, rows: &'a [T]) {
-            let any: &dyn std::any::Any = &rows[0];
-            *self.0 = any.downcast_ref::<crate::schema::ServerLog>().cloned();
-        }
-    }
-    rows.typed.visit(&mut Grab(&mut found));
-    let line = found.unwrap();
+    let line: crate::schema::ServerLog = first_typed(&rows).expect("a server_logs row");
     assert_eq!(line.level, "warning");
     assert_eq!(line.severity_number, 13);
     assert_eq!(line.message, "disk almost full");
@@ -233,7 +352,7 @@ fn spans_keep_nested_events_and_links() {
         }],
     };
     let mut rows = Rows::default();
-    traces(request, &mut rows);
+    traces(request, ORIGIN, &mut rows);
     let span = &rows.spans[0];
     assert_eq!(span.service_name, "integrator");
     assert_eq!(

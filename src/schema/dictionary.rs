@@ -24,6 +24,14 @@ namespace otherwise. A record missing a required attribute, or carrying one of t
 or outside the allowed values, is still stored in `otel_logs` and counted as rejected for the
 typed table.
 
+A span whose `event.name` attribute names a log kind becomes a row of that kind too (an HTTP
+client span of a bot's call, for example), read from the span's attributes and resource. The
+span itself stands in for what its attributes leave out: `logbook.duration_ms` is its
+duration, `logbook.outcome` is `error` when its status is Error and `success` otherwise,
+`exception.message` and `exception.type` come from its `exception` event (or, for the message,
+its Error status message), the row's time is its start and its severity `error` or `info`
+by its status.
+
 Every typed row whose outcome is an error also becomes a row of `errors`, through a
 materialized view per kind (`<kind>_errors_mv`).
 
@@ -128,7 +136,7 @@ fn describe(out: &mut String, table: &TableDef) {
     if let Some(event) = table.event_name {
         let _ = writeln!(
             out,
-            "- Routed from log records with `event.name = \"{event}\"`"
+            "- Routed from log records and spans with `event.name = \"{event}\"`"
         );
     }
     let _ = writeln!(

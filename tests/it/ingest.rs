@@ -392,6 +392,118 @@ async fn spans_reach_otel_traces_and_the_trace_id_lookup() {
     );
 }
 
+#[tokio::test]
+async fn a_bot_call_span_becomes_an_api_calls_row_and_an_error() {
+    use opentelemetry_proto::tonic::trace::v1::{Status, span::Event};
+    let db = test_db("ingest_span_kinds").await;
+    let logbook = Logbook::start(&db, FAST).await;
+    let start = now_nanos();
+    let span = |n: u8, failed: bool| Span {
+        trace_id: vec![0x33; 16],
+        span_id: vec![n; 8],
+        name: "GET".into(),
+        kind: 3,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 40_000_000,
+        attributes: vec![
+            kv("event.name", s("logbook.api_call")),
+            kv("logbook.bot.name", s("span-bot")),
+            kv("http.request.method", s("GET")),
+            kv(
+                "url.full",
+                s(&format!("https://crm.example.com/contacts/{n}")),
+            ),
+            kv(
+                "http.response.status_code",
+                Value::IntValue(if failed { 503 } else { 200 }),
+            ),
+        ],
+        status: failed.then(|| Status {
+            code: 2,
+            message: "service unavailable".into(),
+        }),
+        events: if failed {
+            vec![Event {
+                name: "exception".into(),
+                attributes: vec![kv("exception.message", s("crm is down"))],
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("bots"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span(1, false), span(2, true)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (status, body) = post(
+        &logbook,
+        "/v1/traces",
+        "application/x-protobuf",
+        request.encode_to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(
+        wait_for(
+            &db,
+            "api_calls",
+            "bot = 'span-bot'",
+            2,
+            Duration::from_secs(10)
+        )
+        .await,
+        2
+    );
+    let rows: Vec<(String, u16, u32, String)> = db
+        .client
+        .query(
+            "SELECT outcome, status_code, duration_ms, error_message FROM api_calls \
+             WHERE bot = 'span-bot' ORDER BY span_id",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("success".into(), 200, 40, String::new()),
+            ("error".into(), 503, 40, "crm is down".into()),
+        ]
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "errors",
+            "source = 'span-bot'",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count_where(
+            &db,
+            "otel_traces",
+            &format!("TraceId = '{}'", "33".repeat(16))
+        )
+        .await,
+        2
+    );
+}
+
 fn api_call(bot: &str, user: &str) -> LogRecord {
     LogRecord {
         time_unix_nano: now_nanos(),
