@@ -104,14 +104,17 @@ pub fn logs(request: ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) 
                 let event = event_name(&record).to_owned();
                 if let Some(table) = TypedRow::table_for(&event) {
                     let view = LogView {
-                        resource: &resource_attrs,
-                        service: &service,
+                        context: Context {
+                            attributes: &record.attributes,
+                            resource: &resource_attrs,
+                            service: &service,
+                            trace_id: &trace_id,
+                            span_id: &span_id,
+                            id,
+                            table,
+                        },
                         record: &record,
-                        trace_id: &trace_id,
-                        span_id: &span_id,
                         time,
-                        id,
-                        table,
                     };
                     match TypedRow::route(&event, &view).expect("table_for found the kind") {
                         Ok(row) => rows.typed.push(row),
@@ -172,13 +175,16 @@ pub fn traces(request: ExportTraceServiceRequest, origin: Origin, rows: &mut Row
                 if let Some(table) = TypedRow::table_for(event) {
                     let (trace_id, span_id) = (hex_id(&span.trace_id), hex_id(&span.span_id));
                     let view = SpanView {
-                        resource: &resource_attrs,
-                        service: &service,
+                        context: Context {
+                            attributes: &span.attributes,
+                            resource: &resource_attrs,
+                            service: &service,
+                            trace_id: &trace_id,
+                            span_id: &span_id,
+                            id,
+                            table,
+                        },
                         span: &span,
-                        trace_id: &trace_id,
-                        span_id: &span_id,
-                        id,
-                        table,
                     };
                     match TypedRow::route(event, &view).expect("table_for found the kind") {
                         Ok(row) => rows.typed.push(row),
@@ -296,24 +302,53 @@ fn service_name(resource: &[KeyValue]) -> String {
         .unwrap_or_else(|| "unknown_service".to_owned())
 }
 
-/// A log record with its resource, as a kind's `from_record` sees it.
-struct LogView<'a> {
+/// What a log record and a span both offer a kind's `from_record`.
+struct Context<'a> {
+    /// The record's or span's own attributes.
+    attributes: &'a [KeyValue],
     resource: &'a [KeyValue],
     service: &'a str,
-    record: &'a LogRecord,
     trace_id: &'a str,
     span_id: &'a str,
-    time: Ts,
     id: Uuid,
     table: &'static TableDef,
+}
+
+impl Context<'_> {
+    /// An attribute of the record, falling back to the resource's.
+    fn attr(&self, name: &str) -> Option<Raw<'_>> {
+        find(self.attributes, name)
+            .or_else(|| find(self.resource, name))
+            .and_then(any_to_raw)
+    }
+
+    /// The sources that do not depend on what the record is; `None` for the others.
+    fn get(&self, source: Source) -> Option<Raw<'_>> {
+        match source {
+            Source::Attr(name) => self.attr(name),
+            Source::ServiceName => Some(Raw::Str(self.service.into())),
+            Source::Environment => environment(self.resource),
+            Source::TraceId => Some(Raw::Str(self.trace_id.into())),
+            Source::SpanId => Some(Raw::Str(self.span_id.into())),
+            Source::RowId => find(self.attributes, "logbook.id")
+                .and_then(any_to_raw)
+                .or(Some(Raw::Id(self.id))),
+            Source::OtherAttributes => Some(other_attributes(self.table, self.attributes)),
+            Source::Body | Source::SeverityText | Source::SeverityNumber | Source::Time => None,
+        }
+    }
+}
+
+/// A log record with its resource, as a kind's `from_record` sees it.
+struct LogView<'a> {
+    context: Context<'a>,
+    record: &'a LogRecord,
+    time: Ts,
 }
 
 impl RecordView for LogView<'_> {
     fn get(&self, source: Source) -> Option<Raw<'_>> {
         match source {
-            Source::Attr(name) => find(&self.record.attributes, name)
-                .or_else(|| find(self.resource, name))
-                .and_then(any_to_raw),
             Source::Body => self.record.body.as_ref().and_then(any_to_raw),
             Source::SeverityText => {
                 severity_name(self.record.severity_number, &self.record.severity_text)
@@ -324,25 +359,15 @@ impl RecordView for LogView<'_> {
                     .map(|n| Raw::Int(n.into()))
             }
             Source::Time => Some(Raw::Int(self.time.0)),
-            Source::ServiceName => Some(Raw::Str(self.service.into())),
-            Source::Environment => environment(self.resource),
-            Source::TraceId => Some(Raw::Str(self.trace_id.into())),
-            Source::SpanId => Some(Raw::Str(self.span_id.into())),
-            Source::RowId => row_id(&self.record.attributes, self.id),
-            Source::OtherAttributes => Some(other_attributes(self.table, &self.record.attributes)),
+            _ => self.context.get(source),
         }
     }
 }
 
 /// A span with its resource, as a kind's `from_record` sees it.
 struct SpanView<'a> {
-    resource: &'a [KeyValue],
-    service: &'a str,
+    context: Context<'a>,
     span: &'a Span,
-    trace_id: &'a str,
-    span_id: &'a str,
-    id: Uuid,
-    table: &'static TableDef,
 }
 
 impl SpanView<'_> {
@@ -387,22 +412,14 @@ impl SpanView<'_> {
 impl RecordView for SpanView<'_> {
     fn get(&self, source: Source) -> Option<Raw<'_>> {
         match source {
-            Source::Attr(name) => find(&self.span.attributes, name)
-                .or_else(|| find(self.resource, name))
-                .and_then(any_to_raw)
-                .or_else(|| self.derived(name)),
+            Source::Attr(name) => self.context.attr(name).or_else(|| self.derived(name)),
             Source::Body => None,
             Source::SeverityText => Some(Raw::Str(
                 if self.failed() { "error" } else { "info" }.into(),
             )),
             Source::SeverityNumber => Some(Raw::Int(if self.failed() { 17 } else { 9 })),
             Source::Time => Some(Raw::Int(nanos(self.span.start_time_unix_nano).0)),
-            Source::ServiceName => Some(Raw::Str(self.service.into())),
-            Source::Environment => environment(self.resource),
-            Source::TraceId => Some(Raw::Str(self.trace_id.into())),
-            Source::SpanId => Some(Raw::Str(self.span_id.into())),
-            Source::RowId => row_id(&self.span.attributes, self.id),
-            Source::OtherAttributes => Some(other_attributes(self.table, &self.span.attributes)),
+            _ => self.context.get(source),
         }
     }
 }
@@ -411,13 +428,6 @@ fn environment(resource: &[KeyValue]) -> Option<Raw<'_>> {
     find(resource, "deployment.environment.name")
         .or_else(|| find(resource, "deployment.environment"))
         .and_then(any_to_raw)
-}
-
-/// The sender's own `logbook.id`, or the id derived from the record's queue position.
-fn row_id(attributes: &[KeyValue], derived: Uuid) -> Option<Raw<'_>> {
-    find(attributes, "logbook.id")
-        .and_then(any_to_raw)
-        .or(Some(Raw::Id(derived)))
 }
 
 /// The attributes no column of `table` takes, for its `attributes` column.
