@@ -38,6 +38,10 @@ fn decode_cut(bytes: &[u8]) -> Option<(u64, u64)> {
 pub enum PipelineError {
     #[error("durable queue: {0}")]
     Queue(#[from] QueueError),
+    /// A batch could not be recorded in the queue or its insert task failed (logged where it
+    /// happened); it stays in the queue for the next start.
+    #[error("a batch could not be stored; it stays in the queue")]
+    Halted,
 }
 
 pub struct Pipeline {
@@ -108,7 +112,7 @@ impl Pipeline {
                 if let Some(full) = batch.take()
                     && self.flush(full, queue_id, true, &stop).await.is_err()
                 {
-                    return Ok(());
+                    return halted(&stop);
                 }
                 continue;
             };
@@ -141,7 +145,7 @@ impl Pipeline {
                     .await
                     .is_err()
                 {
-                    return Ok(());
+                    return halted(&stop);
                 }
             }
         }
@@ -199,6 +203,16 @@ impl Pipeline {
                 .oldest_unacked_age
                 .map_or(0, |age| age.as_secs() as i64),
         );
+    }
+}
+
+/// A flush that did not store its batch: expected when stopping (ClickHouse kept failing),
+/// otherwise the pipeline cannot go on.
+fn halted(stop: &CancellationToken) -> Result<(), PipelineError> {
+    if stop.is_cancelled() {
+        Ok(())
+    } else {
+        Err(PipelineError::Halted)
     }
 }
 

@@ -185,7 +185,7 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         max_bytes: usize::try_from(config.batch.max_bytes.as_u64()).unwrap_or(usize::MAX),
         max_age: config.batch.max_age,
     };
-    let pipeline = tokio::spawn(
+    let mut pipeline = tokio::spawn(
         Pipeline::new(queue.clone(), sink, limits, metrics.clone()).run(stop_pipeline.clone()),
     );
     let jobs = [
@@ -242,9 +242,24 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         api?;
         anyhow::Ok(())
     };
-    tokio::select! {
-        result = servers => result?,
-        _ = shutdown => {}
+    let pipeline_ended = tokio::select! {
+        result = servers => { result?; None }
+        _ = shutdown => None,
+        // The pipeline ends by itself only when it cannot go on.
+        ended = &mut pipeline => Some(ended),
+    };
+    if let Some(ended) = pipeline_ended {
+        stop_jobs.cancel();
+        let reason = match ended {
+            Ok(Ok(())) => "it returned".to_owned(),
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => format!("it panicked: {error}"),
+        };
+        // Requests stop being acknowledged; what was acknowledged is in the queue, which the
+        // next start replays.
+        anyhow::bail!(
+            "the pipeline stopped while serving ({reason}); exiting so that a restart replays the durable queue"
+        );
     }
     // Receivers have stopped (or are stopping): let the pipeline store what it holds.
     let deadline = config.server.shutdown_timeout;

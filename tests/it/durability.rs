@@ -187,6 +187,26 @@ async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
     );
 }
 
+/// A test server of the test's own (so that it can be stopped) with a database on it.
+async fn own_server(database: &str) -> (TestServer, TestDb) {
+    let server = TestServer::start(None, None);
+    let endpoint = server.endpoint();
+    endpoint
+        .client()
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .execute()
+        .await
+        .unwrap();
+    let db = TestDb {
+        client: endpoint.client().with_database(database),
+        url: endpoint.url.clone(),
+        user: endpoint.user.clone(),
+        password: endpoint.password.clone(),
+        database: database.into(),
+    };
+    (server, db)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     let db = test_db("durability_kill9").await;
@@ -209,21 +229,7 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_outage_under_load_loses_and_duplicates_nothing() {
-    let mut server = TestServer::start(None, None);
-    let endpoint = server.endpoint();
-    let admin = endpoint.client();
-    admin
-        .query("CREATE DATABASE IF NOT EXISTS outage")
-        .execute()
-        .await
-        .unwrap();
-    let db = TestDb {
-        client: endpoint.client().with_database("outage"),
-        url: endpoint.url.clone(),
-        user: endpoint.user.clone(),
-        password: endpoint.password.clone(),
-        database: "outage".into(),
-    };
+    let (mut server, db) = own_server("outage").await;
     let config =
         format!("{FAST}[sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"300ms\"\n");
     let logbook = Logbook::start(&db, &config).await;
@@ -249,21 +255,7 @@ async fn clickhouse_outage_under_load_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_answers_429_and_resource_exhausted_then_drains() {
-    let mut server = TestServer::start(None, None);
-    let endpoint = server.endpoint();
-    endpoint
-        .client()
-        .query("CREATE DATABASE IF NOT EXISTS small_queue")
-        .execute()
-        .await
-        .unwrap();
-    let db = TestDb {
-        client: endpoint.client().with_database("small_queue"),
-        url: endpoint.url.clone(),
-        user: endpoint.user.clone(),
-        password: endpoint.password.clone(),
-        database: "small_queue".into(),
-    };
+    let (mut server, db) = own_server("small_queue").await;
     let config = format!(
         "{FAST}[ingest]\nmax_request_size = \"16 KiB\"\n[queue]\nmax_bytes = \"64 KiB\"\n\
          [sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"200ms\"\n"
@@ -321,4 +313,61 @@ async fn graceful_stop_flushes_the_open_batch() {
     logbook.stop();
     let acked: BTreeSet<u64> = (0..25).collect();
     assert_exactly_once(&db, "sigterm-bot", &acked).await;
+}
+
+/// A queued request damaged on disk cannot be stored: logbook stops with a sentence naming
+/// the file (so that a supervisor restarts it and someone looks), instead of acknowledging
+/// requests it can no longer store; the batch before the damage is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_queue_record_stops_logbook_with_a_sentence() {
+    let (mut server, db) = own_server("corrupt_queue").await;
+    let config =
+        format!("{FAST}[sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"200ms\"\n");
+    let mut logbook = Logbook::start(&db, &config).await;
+    server.stop();
+    let send = |bot| request("corrupt", vec![api_call_numbered(bot, 1)]);
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpProtobuf, &send("before-damage")).await,
+        200
+    );
+    // Past batch.max_age: that batch is cut and waits for ClickHouse, so the pipeline reads
+    // nothing more for now.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpProtobuf, &send("damaged")).await,
+        200
+    );
+    let segment = std::fs::read_dir(logbook.queue_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .max()
+        .expect("a queue segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let last = bytes.len() - 20; // inside the newest record's payload
+    bytes[last] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+    server.restart();
+    let status = logbook.wait_exit(Duration::from_secs(30)).await;
+    let stderr = logbook.stderr();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "logbook kept running: {stderr}"
+    );
+    assert!(
+        stderr.contains("the pipeline stopped while serving")
+            && stderr.contains(&segment.display().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "api_calls",
+            "bot = 'before-damage'",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        1
+    );
 }
