@@ -295,34 +295,41 @@ async fn standard_otlp_json_is_accepted() {
     );
 }
 
+fn trace_request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s(service))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
 #[tokio::test]
 async fn spans_reach_otel_traces_and_the_trace_id_lookup() {
     let db = test_db("ingest_spans").await;
     let logbook = Logbook::start(&db, FAST).await;
     let start = now_nanos();
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", s("integrator"))],
+    let request = trace_request(
+        "integrator",
+        (0..3u8)
+            .map(|i| Span {
+                trace_id: vec![0x11; 16],
+                span_id: vec![i + 1; 8],
+                name: format!("sync step {i}"),
+                kind: 1,
+                start_time_unix_nano: start + u64::from(i) * 1_000_000,
+                end_time_unix_nano: start + 5_000_000,
                 ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans: (0..3u8)
-                    .map(|i| Span {
-                        trace_id: vec![0x11; 16],
-                        span_id: vec![i + 1; 8],
-                        name: format!("sync step {i}"),
-                        kind: 1,
-                        start_time_unix_nano: start + u64::from(i) * 1_000_000,
-                        end_time_unix_nano: start + 5_000_000,
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+            })
+            .collect(),
+    );
     let (status, _) = post(
         &logbook,
         "/v1/traces",
@@ -433,19 +440,7 @@ async fn a_bot_call_span_becomes_an_api_calls_row_and_an_error() {
         },
         ..Default::default()
     };
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", s("bots"))],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans: vec![span(1, false), span(2, true)],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+    let request = trace_request("bots", vec![span(1, false), span(2, true)]);
     let (status, body) = post(
         &logbook,
         "/v1/traces",
