@@ -330,9 +330,20 @@ async fn a_corrupted_queue_record_stops_logbook_with_a_sentence() {
         send_logs(&logbook, Transport::HttpProtobuf, &send("before-damage")).await,
         200
     );
-    // Past batch.max_age: that batch is cut and waits for ClickHouse, so the pipeline reads
-    // nothing more for now.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Once an insert of that batch has failed, the batch is cut and waits for ClickHouse, so
+    // the pipeline reads nothing more for now.
+    let started = std::time::Instant::now();
+    while !logbook
+        .metrics()
+        .await
+        .contains("logbook_clickhouse_insert_errors_total{")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no insert was tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         send_logs(&logbook, Transport::HttpProtobuf, &send("damaged")).await,
         200
