@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use uuid::Uuid;
 
@@ -80,12 +81,7 @@ fn mix(mut x: u64) -> u64 {
 pub fn logs(request: ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) {
     let mut index = 0u64;
     for resource_logs in request.resource_logs {
-        let resource_attrs = resource_logs
-            .resource
-            .map(|r| r.attributes)
-            .unwrap_or_default();
-        let service = service_name(&resource_attrs);
-        let resource_map: SharedMap = attributes_to_map(&resource_attrs).into();
+        let (resource_attrs, service, resource_map) = resource_parts(resource_logs.resource);
         for scope_logs in resource_logs.scope_logs {
             let (scope_name, scope_version, scope_map) = match scope_logs.scope {
                 Some(scope) => (
@@ -116,10 +112,7 @@ pub fn logs(request: ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) 
                         record: &record,
                         time,
                     };
-                    match TypedRow::route(&event, &view).expect("table_for found the kind") {
-                        Ok(row) => rows.typed.push(row),
-                        Err(rejection) => rows.rejections.push((rejection, time)),
-                    }
+                    route_typed(&event, &view, time, rows);
                 }
                 let LogRecord {
                     flags,
@@ -156,12 +149,7 @@ pub fn logs(request: ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) 
 pub fn traces(request: ExportTraceServiceRequest, origin: Origin, rows: &mut Rows) {
     let mut index = 0u64;
     for resource_spans in request.resource_spans {
-        let resource_attrs = resource_spans
-            .resource
-            .map(|r| r.attributes)
-            .unwrap_or_default();
-        let service = service_name(&resource_attrs);
-        let resource_map: SharedMap = attributes_to_map(&resource_attrs).into();
+        let (resource_attrs, service, resource_map) = resource_parts(resource_spans.resource);
         for scope_spans in resource_spans.scope_spans {
             let scope = scope_spans
                 .scope
@@ -186,15 +174,29 @@ pub fn traces(request: ExportTraceServiceRequest, origin: Origin, rows: &mut Row
                         },
                         span: &span,
                     };
-                    match TypedRow::route(event, &view).expect("table_for found the kind") {
-                        Ok(row) => rows.typed.push(row),
-                        Err(rejection) => rows.rejections.push((rejection, time)),
-                    }
+                    route_typed(event, &view, time, rows);
                 }
                 rows.spans
                     .push(span_row(span, &service, &resource_map, &scope));
             }
         }
+    }
+}
+
+/// A resource's attributes (for typed rows to read), its service name, and its attribute
+/// map shared by all its rows.
+fn resource_parts(resource: Option<Resource>) -> (Vec<KeyValue>, String, SharedMap) {
+    let attributes = resource.map(|r| r.attributes).unwrap_or_default();
+    let service = service_name(&attributes);
+    let map = attributes_to_map(&attributes).into();
+    (attributes, service, map)
+}
+
+/// Adds the row of the kind `event` names, built from `view`, or its rejection.
+fn route_typed(event: &str, view: &dyn RecordView, time: Ts, rows: &mut Rows) {
+    match TypedRow::route(event, view).expect("the caller found the kind") {
+        Ok(row) => rows.typed.push(row),
+        Err(rejection) => rows.rejections.push((rejection, time)),
     }
 }
 
