@@ -90,7 +90,7 @@ impl Batch {
                 related_log_id: format!("{table}.{column}"),
                 ..MonitoringEvent::default()
             };
-            self.rows.typed.push(TypedRow::MonitoringEvent(event));
+            self.rows.push_typed(&TypedRow::MonitoringEvent(event));
         }
     }
 }
@@ -98,7 +98,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Rejection;
+    use crate::schema::{LogKind, Rejection};
 
     #[test]
     fn full_by_rows_or_bytes() {
@@ -129,6 +129,16 @@ mod tests {
         }
         batch.report_rejections(1);
         assert!(batch.rows.rejections.is_empty());
-        assert_eq!(batch.rows.typed.len(), 1);
+        let events = batch.rows.table(MonitoringEvent::TABLE).unwrap();
+        assert_eq!((events.rows, batch.rows.len()), (1, 1));
+        let event = MonitoringEvent::read_row(&mut events.bytes.as_slice()).unwrap();
+        assert_eq!(event.related_log_id, "api_calls.bot");
+        assert!(
+            event
+                .message
+                .starts_with("2 record(s) not stored in api_calls: bot: missing"),
+            "{}",
+            event.message
+        );
     }
 }

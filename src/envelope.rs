@@ -1,9 +1,12 @@
 //! A queued request: one tag byte for its signal, then its OTLP protobuf, already validated
-//! and redacted. Protobuf whatever the request arrived as, so replay decodes one format.
+//! and redacted. Protobuf whatever the request arrived as, so replay decodes one format, and
+//! the pipeline reads it in place ([`crate::decode`]) without copying its strings.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+
+use crate::decode::{DecodeError, LogsRequest, TracesRequest};
 
 const LOGS: u8 = 1;
 const TRACES: u8 = 2;
@@ -14,6 +17,13 @@ pub enum Envelope {
     Traces(ExportTraceServiceRequest),
 }
 
+/// A queued request read in place: its strings borrow the queued bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum View<'a> {
+    Logs(LogsRequest<'a>),
+    Traces(TracesRequest<'a>),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("empty queued request")]
@@ -21,7 +31,7 @@ pub enum EnvelopeError {
     #[error("unknown signal tag {0}")]
     UnknownTag(u8),
     #[error("queued request does not decode: {0}")]
-    Decode(#[from] prost::DecodeError),
+    Decode(#[from] DecodeError),
 }
 
 impl Envelope {
@@ -39,11 +49,11 @@ impl Envelope {
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+    pub fn view(bytes: &[u8]) -> Result<View<'_>, EnvelopeError> {
         let (&tag, body) = bytes.split_first().ok_or(EnvelopeError::Empty)?;
         Ok(match tag {
-            LOGS => Envelope::Logs(ExportLogsServiceRequest::decode(body)?),
-            TRACES => Envelope::Traces(ExportTraceServiceRequest::decode(body)?),
+            LOGS => View::Logs(LogsRequest::decode(body)?),
+            TRACES => View::Traces(TracesRequest::decode(body)?),
             other => return Err(EnvelopeError::UnknownTag(other)),
         })
     }
@@ -52,16 +62,29 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
     #[test]
     fn round_trip_and_damage_is_an_error() {
-        let envelope = Envelope::Traces(ExportTraceServiceRequest::default());
-        assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
+        let envelope = Envelope::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                schema_url: "https://example.com/schema".into(),
+                ..Default::default()
+            }],
+        });
+        let bytes = envelope.encode();
+        let View::Traces(view) = Envelope::view(&bytes).unwrap() else {
+            panic!("a traces envelope read as another signal")
+        };
+        assert_eq!(
+            view.resource_spans[0].schema_url,
+            "https://example.com/schema"
+        );
         assert!(matches!(
-            Envelope::decode(&[9, 1]),
+            Envelope::view(&[9, 1]),
             Err(EnvelopeError::UnknownTag(9))
         ));
-        assert!(matches!(Envelope::decode(&[]), Err(EnvelopeError::Empty)));
-        assert!(Envelope::decode(&[LOGS, 0xff, 0xff]).is_err());
+        assert!(matches!(Envelope::view(&[]), Err(EnvelopeError::Empty)));
+        assert!(Envelope::view(&[LOGS, 0xff, 0xff]).is_err());
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod decode;
 pub mod demo;
 pub mod envelope;
 pub mod logging;

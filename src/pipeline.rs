@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, Limits};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, View};
 use crate::metrics::Metrics;
 use crate::queue::{Entry, Queue, QueueError};
 use crate::route::{self, Origin};
@@ -153,9 +153,9 @@ impl Pipeline {
 
     fn route(&self, payload: &[u8], origin: Origin, batch: &mut Batch) {
         let earlier = batch.rows.rejections.len();
-        match Envelope::decode(payload) {
-            Ok(Envelope::Logs(request)) => route::logs(request, origin, &mut batch.rows),
-            Ok(Envelope::Traces(request)) => route::traces(request, origin, &mut batch.rows),
+        match Envelope::view(payload) {
+            Ok(View::Logs(request)) => route::logs(&request, origin, &mut batch.rows),
+            Ok(View::Traces(request)) => route::traces(&request, origin, &mut batch.rows),
             // Requests were decoded before they were queued: this is damage, not bad input.
             Err(error) => {
                 tracing::error!(%error, position = origin.position, "skipping an unreadable queued request")

@@ -1,7 +1,9 @@
-//! Routing: a decoded OTLP request becomes rows. Every log record becomes an `otel_logs` row
-//! and every span an `otel_traces` row; a log record whose event name is a log kind's also
-//! becomes a row of that kind (the kind's own `from_record` reads it through [`RecordView`]),
-//! or, when it does not fit, a [`Rejection`] for the caller to count. So does a span whose
+//! Routing: a decoded OTLP request becomes rows, written as RowBinary straight from the
+//! request's bytes (no row structs: building, copying and freeing them cost more than the
+//! rest of the pipeline). Every log record becomes an `otel_logs` row and every span an
+//! `otel_traces` row; a log record whose event name is a log kind's also becomes a row of
+//! that kind (the kind's own `encode_record` reads it through [`RecordView`]), or, when it
+//! does not fit, a [`Rejection`] for the caller to count. So does a span whose
 //! `event.name` attribute names a kind: what a span says by itself (its duration, an error
 //! status, an `exception` event) stands in for the attributes it does not carry.
 //!
@@ -10,40 +12,83 @@
 
 mod values;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
+use std::borrow::Cow;
+
 use uuid::Uuid;
 
+use crate::decode::{AnyValue, KeyValue, LogRecord, LogsRequest, Scope, Span, TracesRequest};
+use crate::schema::row_binary::{put_hex_id, put_str, put_varint};
 use crate::schema::{
-    OtelLogRow, OtelSpanRow, Raw, RecordView, Rejection, SharedMap, Source, TableDef, Ts, TypedRow,
-    TypedRows,
+    KINDS, OTEL_LOGS, OTEL_TRACES, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow,
 };
-pub use values::{
-    any_into_string, any_to_raw, any_to_string, attributes_into_map, attributes_to_map, hex_id,
-};
+pub use values::{any_to_raw, any_to_text, hex_id, put_attributes};
+
+/// One table's rows of a batch, as RowBinary.
+#[derive(Debug, Default)]
+pub struct TableRows {
+    pub bytes: Vec<u8>,
+    pub rows: usize,
+}
 
 /// The rows one or more requests produce.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Rows {
-    pub logs: Vec<OtelLogRow>,
-    pub spans: Vec<OtelSpanRow>,
-    pub typed: TypedRows,
+    pub logs: TableRows,
+    pub spans: TableRows,
+    /// One per log kind, in the order of [`KINDS`].
+    pub typed: Vec<TableRows>,
     /// Records that named a kind but did not fit it, with their time.
     pub rejections: Vec<(Rejection, Ts)>,
 }
 
+impl Default for Rows {
+    fn default() -> Rows {
+        Rows {
+            logs: TableRows::default(),
+            spans: TableRows::default(),
+            typed: KINDS.iter().map(|_| TableRows::default()).collect(),
+            rejections: Vec::new(),
+        }
+    }
+}
+
 impl Rows {
     pub fn len(&self) -> usize {
-        self.logs.len() + self.spans.len() + self.typed.len()
+        self.logs.rows + self.spans.rows + self.typed.iter().map(|t| t.rows).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Appends a row made elsewhere than from a record (logbook's own monitoring events).
+    pub fn push_typed(&mut self, row: &TypedRow) {
+        let kind = kind_index(row.table()).expect("every kind is in KINDS");
+        row.write(&mut self.typed[kind].bytes);
+        self.typed[kind].rows += 1;
+    }
+
+    /// The rows of `table`, if it is one of the tables the router writes.
+    pub fn table(&self, table: &TableDef) -> Option<&TableRows> {
+        match table.name {
+            name if name == OTEL_LOGS.name => Some(&self.logs),
+            name if name == OTEL_TRACES.name => Some(&self.spans),
+            _ => Some(&self.typed[kind_index(table)?]),
+        }
+    }
+
+    /// Every table that has rows, with its rows.
+    pub fn into_tables(self) -> impl Iterator<Item = (&'static TableDef, TableRows)> {
+        [(&OTEL_LOGS, self.logs), (&OTEL_TRACES, self.spans)]
+            .into_iter()
+            .chain(KINDS.iter().copied().zip(self.typed))
+            .filter(|(_, rows)| rows.rows > 0)
+    }
+}
+
+/// A kind's position in [`KINDS`]. By name: a `const` table's address is not unique.
+fn kind_index(table: &TableDef) -> Option<usize> {
+    KINDS.iter().position(|t| t.name == table.name)
 }
 
 /// Where a request sits in the durable queue: the seed of its rows' ids.
@@ -77,184 +122,185 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Appends the rows of a log request to `rows`, moving its strings into them.
-pub fn logs(request: ExportLogsServiceRequest, origin: Origin, rows: &mut Rows) {
+/// Appends the rows of a log request to `rows`.
+pub fn logs(request: &LogsRequest<'_>, origin: Origin, rows: &mut Rows) {
     let mut index = 0u64;
-    for resource_logs in request.resource_logs {
-        let (resource_attrs, service, resource_map) = resource_parts(resource_logs.resource);
-        for scope_logs in resource_logs.scope_logs {
-            let (scope_name, scope_version, scope_map) = match scope_logs.scope {
-                Some(scope) => (
-                    scope.name,
-                    scope.version,
-                    attributes_into_map(scope.attributes).into(),
-                ),
-                None => Default::default(),
-            };
-            for record in scope_logs.log_records {
-                let time = record_time(&record);
+    for resource_logs in &request.resource_logs {
+        let resource = ResourceParts::new(&resource_logs.resource);
+        for scope_logs in &resource_logs.scope_logs {
+            let scope = &scope_logs.scope;
+            let mut scope_map = Vec::new();
+            put_attributes(&mut scope_map, &scope.attributes);
+            for record in &scope_logs.log_records {
+                let time = record_time(record);
                 let id = origin.row_id(index, time);
                 index += 1;
-                let trace_id = hex_id(&record.trace_id);
-                let span_id = hex_id(&record.span_id);
-                let event = event_name(&record).to_owned();
-                if let Some(table) = TypedRow::table_for(&event) {
+                let event = event_name(record);
+                if let Some(kind) = TypedRow::kind_of(event) {
                     let view = LogView {
-                        context: Context {
-                            attributes: &record.attributes,
-                            resource: &resource_attrs,
-                            service: &service,
-                            trace_id: &trace_id,
-                            span_id: &span_id,
+                        context: Context::new(
+                            &record.attributes,
+                            &resource,
+                            (record.trace_id, record.span_id),
                             id,
-                            table,
-                        },
-                        record: &record,
+                            KINDS[kind],
+                        ),
+                        record,
                         time,
                     };
-                    route_typed(&event, &view, time, rows);
+                    route_typed(kind, &view, time, rows);
                 }
-                let LogRecord {
-                    flags,
-                    severity_text,
-                    severity_number,
-                    body,
-                    attributes,
-                    ..
-                } = record;
-                rows.logs.push(OtelLogRow {
-                    timestamp: time,
-                    trace_id,
-                    span_id,
-                    trace_flags: (flags & 0xff) as u8,
-                    severity_text,
-                    severity_number: u8::try_from(severity_number).unwrap_or(0),
-                    service_name: service.clone(),
-                    body: body.map(any_into_string).unwrap_or_default(),
-                    resource_schema_url: resource_logs.schema_url.clone(),
-                    resource_attributes: resource_map.clone(),
-                    scope_schema_url: scope_logs.schema_url.clone(),
-                    scope_name: scope_name.clone(),
-                    scope_version: scope_version.clone(),
-                    scope_attributes: SharedMap::clone(&scope_map),
-                    log_attributes: attributes_into_map(attributes),
-                    event_name: event,
-                });
+                let out = &mut rows.logs.bytes;
+                out.extend_from_slice(&time.0.to_le_bytes());
+                put_hex_id(out, record.trace_id);
+                put_hex_id(out, record.span_id);
+                out.push((record.flags & 0xff) as u8);
+                put_str(out, record.severity_text);
+                out.push(u8::try_from(record.severity_number).unwrap_or(0));
+                put_str(out, &resource.service);
+                put_str(out, &any_to_text(&record.body));
+                put_str(out, resource_logs.schema_url);
+                out.extend_from_slice(&resource.map);
+                put_str(out, scope_logs.schema_url);
+                put_str(out, scope.name);
+                put_str(out, scope.version);
+                out.extend_from_slice(&scope_map);
+                put_attributes(out, &record.attributes);
+                put_str(out, event);
+                rows.logs.rows += 1;
             }
         }
     }
 }
 
-/// Appends the rows of a trace request to `rows`, moving its strings into them.
-pub fn traces(request: ExportTraceServiceRequest, origin: Origin, rows: &mut Rows) {
+/// Appends the rows of a trace request to `rows`.
+pub fn traces(request: &TracesRequest<'_>, origin: Origin, rows: &mut Rows) {
     let mut index = 0u64;
-    for resource_spans in request.resource_spans {
-        let (resource_attrs, service, resource_map) = resource_parts(resource_spans.resource);
-        for scope_spans in resource_spans.scope_spans {
-            let scope = scope_spans
-                .scope
-                .map(|s| (s.name, s.version))
-                .unwrap_or_default();
-            for span in scope_spans.spans {
+    for resource_spans in &request.resource_spans {
+        let resource = ResourceParts::new(&resource_spans.resource);
+        for scope_spans in &resource_spans.scope_spans {
+            for span in &scope_spans.spans {
                 let time = nanos(span.start_time_unix_nano);
                 let id = origin.row_id(index, time);
                 index += 1;
-                let event = find_str(&span.attributes, "event.name");
-                if let Some(table) = TypedRow::table_for(event) {
-                    let (trace_id, span_id) = (hex_id(&span.trace_id), hex_id(&span.span_id));
+                if let Some(kind) = TypedRow::kind_of(find_str(&span.attributes, "event.name")) {
                     let view = SpanView {
-                        context: Context {
-                            attributes: &span.attributes,
-                            resource: &resource_attrs,
-                            service: &service,
-                            trace_id: &trace_id,
-                            span_id: &span_id,
+                        context: Context::new(
+                            &span.attributes,
+                            &resource,
+                            (span.trace_id, span.span_id),
                             id,
-                            table,
-                        },
-                        span: &span,
+                            KINDS[kind],
+                        ),
+                        span,
                     };
-                    route_typed(event, &view, time, rows);
+                    route_typed(kind, &view, time, rows);
                 }
-                rows.spans
-                    .push(span_row(span, &service, &resource_map, &scope));
+                span_row(&mut rows.spans.bytes, span, &resource, &scope_spans.scope);
+                rows.spans.rows += 1;
             }
         }
     }
 }
 
-/// A resource's attributes (for typed rows to read), its service name, and its attribute
-/// map shared by all its rows.
-fn resource_parts(resource: Option<Resource>) -> (Vec<KeyValue>, String, SharedMap) {
-    let attributes = resource.map(|r| r.attributes).unwrap_or_default();
-    let service = service_name(&attributes);
-    let map = attributes_to_map(&attributes).into();
-    (attributes, service, map)
+/// What every row of one resource shares: its attributes (for typed rows to read), its
+/// service name, and its attribute map encoded once.
+struct ResourceParts<'a> {
+    attributes: &'a [KeyValue<'a>],
+    service: Cow<'a, str>,
+    map: Vec<u8>,
 }
 
-/// Adds the row of the kind `event` names, built from `view`, or its rejection.
-fn route_typed(event: &str, view: &dyn RecordView, time: Ts, rows: &mut Rows) {
-    match TypedRow::route(event, view).expect("the caller found the kind") {
-        Ok(row) => rows.typed.push(row),
+impl<'a> ResourceParts<'a> {
+    fn new(attributes: &'a [KeyValue<'a>]) -> ResourceParts<'a> {
+        let service = find(attributes, "service.name")
+            .map(any_to_text)
+            .unwrap_or(Cow::Borrowed("unknown_service"));
+        let mut map = Vec::new();
+        put_attributes(&mut map, attributes);
+        ResourceParts {
+            attributes,
+            service,
+            map,
+        }
+    }
+}
+
+/// Adds the row of kind `kind` built from `view`, or its rejection.
+fn route_typed(kind: usize, view: &dyn RecordView, time: Ts, rows: &mut Rows) {
+    let table = &mut rows.typed[kind];
+    match TypedRow::encode(kind, view, &mut table.bytes) {
+        Ok(()) => table.rows += 1,
         Err(rejection) => rows.rejections.push((rejection, time)),
     }
 }
 
-fn span_row(
-    span: Span,
-    service: &str,
-    resource: &SharedMap,
-    (scope_name, scope_version): &(String, String),
-) -> OtelSpanRow {
-    let kind = match span::SpanKind::try_from(span.kind).unwrap_or(span::SpanKind::Unspecified) {
-        span::SpanKind::Unspecified => "Unspecified",
-        span::SpanKind::Internal => "Internal",
-        span::SpanKind::Server => "Server",
-        span::SpanKind::Client => "Client",
-        span::SpanKind::Producer => "Producer",
-        span::SpanKind::Consumer => "Consumer",
-    };
-    let status = span.status.unwrap_or_default();
-    let status_code =
-        match status::StatusCode::try_from(status.code).unwrap_or(status::StatusCode::Unset) {
-            status::StatusCode::Unset => "Unset",
-            status::StatusCode::Ok => "Ok",
-            status::StatusCode::Error => "Error",
-        };
-    let mut row = OtelSpanRow {
-        timestamp: nanos(span.start_time_unix_nano),
-        trace_id: hex_id(&span.trace_id),
-        span_id: hex_id(&span.span_id),
-        parent_span_id: hex_id(&span.parent_span_id),
-        trace_state: span.trace_state,
-        span_name: span.name,
-        span_kind: kind.to_owned(),
-        service_name: service.to_owned(),
-        resource_attributes: resource.clone(),
-        scope_name: scope_name.clone(),
-        scope_version: scope_version.clone(),
-        span_attributes: attributes_into_map(span.attributes),
-        duration: span
-            .end_time_unix_nano
-            .saturating_sub(span.start_time_unix_nano),
-        status_code: status_code.to_owned(),
-        status_message: status.message,
-        ..OtelSpanRow::default()
-    };
-    for event in span.events {
-        row.events_timestamp.push(nanos(event.time_unix_nano));
-        row.events_name.push(event.name);
-        row.events_attributes
-            .push(attributes_into_map(event.attributes));
+/// Writes the `otel_traces` row of a span.
+fn span_row(out: &mut Vec<u8>, span: &Span<'_>, resource: &ResourceParts<'_>, scope: &Scope<'_>) {
+    const KINDS: [&str; 6] = [
+        "Unspecified",
+        "Internal",
+        "Server",
+        "Client",
+        "Producer",
+        "Consumer",
+    ];
+    const STATUS_CODES: [&str; 3] = ["Unset", "Ok", "Error"];
+    let kind = usize::try_from(span.kind)
+        .ok()
+        .and_then(|k| KINDS.get(k))
+        .unwrap_or(&KINDS[0]);
+    let status_code = usize::try_from(span.status.code)
+        .ok()
+        .and_then(|c| STATUS_CODES.get(c))
+        .unwrap_or(&STATUS_CODES[0]);
+    out.extend_from_slice(&nanos(span.start_time_unix_nano).0.to_le_bytes());
+    put_hex_id(out, span.trace_id);
+    put_hex_id(out, span.span_id);
+    put_hex_id(out, span.parent_span_id);
+    put_str(out, span.trace_state);
+    put_str(out, span.name);
+    put_str(out, kind);
+    put_str(out, &resource.service);
+    out.extend_from_slice(&resource.map);
+    put_str(out, scope.name);
+    put_str(out, scope.version);
+    put_attributes(out, &span.attributes);
+    let duration = span
+        .end_time_unix_nano
+        .saturating_sub(span.start_time_unix_nano);
+    out.extend_from_slice(&duration.to_le_bytes());
+    put_str(out, status_code);
+    put_str(out, span.status.message);
+    // Events and Links are Nested: one array per sub-column.
+    put_varint(out, span.events.len() as u64);
+    for event in &span.events {
+        out.extend_from_slice(&nanos(event.time_unix_nano).0.to_le_bytes());
     }
-    for link in span.links {
-        row.links_trace_id.push(hex_id(&link.trace_id));
-        row.links_span_id.push(hex_id(&link.span_id));
-        row.links_trace_state.push(link.trace_state);
-        row.links_attributes
-            .push(attributes_into_map(link.attributes));
+    put_varint(out, span.events.len() as u64);
+    for event in &span.events {
+        put_str(out, event.name);
     }
-    row
+    put_varint(out, span.events.len() as u64);
+    for event in &span.events {
+        put_attributes(out, &event.attributes);
+    }
+    put_varint(out, span.links.len() as u64);
+    for link in &span.links {
+        put_hex_id(out, link.trace_id);
+    }
+    put_varint(out, span.links.len() as u64);
+    for link in &span.links {
+        put_hex_id(out, link.span_id);
+    }
+    put_varint(out, span.links.len() as u64);
+    for link in &span.links {
+        put_str(out, link.trace_state);
+    }
+    put_varint(out, span.links.len() as u64);
+    for link in &span.links {
+        put_attributes(out, &link.attributes);
+    }
 }
 
 fn nanos(unix_nanos: u64) -> Ts {
@@ -263,7 +309,7 @@ fn nanos(unix_nanos: u64) -> Ts {
 
 /// The record's time; its observed time when unset (receivers stamp the observed time of
 /// records that have neither, before they are queued).
-fn record_time(record: &LogRecord) -> Ts {
+fn record_time(record: &LogRecord<'_>) -> Ts {
     nanos(if record.time_unix_nano != 0 {
         record.time_unix_nano
     } else {
@@ -272,66 +318,72 @@ fn record_time(record: &LogRecord) -> Ts {
 }
 
 /// `LogRecord.event_name`, or the older `event.name` attribute.
-pub fn event_name(record: &LogRecord) -> &str {
+pub fn event_name<'a>(record: &LogRecord<'a>) -> &'a str {
     if !record.event_name.is_empty() {
-        return &record.event_name;
+        return record.event_name;
     }
     find_str(&record.attributes, "event.name")
 }
 
 /// A string attribute's value; empty when absent or not a string.
-fn find_str<'a>(attributes: &'a [KeyValue], key: &str) -> &'a str {
-    find(attributes, key)
-        .and_then(|v| match &v.value {
-            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
-                Some(s.as_str())
-            }
-            _ => None,
-        })
-        .unwrap_or_default()
+fn find_str<'a>(attributes: &[KeyValue<'a>], key: &str) -> &'a str {
+    match find(attributes, key) {
+        Some(AnyValue::String(s)) => s,
+        _ => "",
+    }
 }
 
-fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+fn find<'v, 'a>(attributes: &'v [KeyValue<'a>], key: &str) -> Option<&'v AnyValue<'a>> {
     attributes
         .iter()
         .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
+        .map(|kv| &kv.value)
+        .filter(|v| !matches!(v, AnyValue::Empty))
 }
 
-fn service_name(resource: &[KeyValue]) -> String {
-    find(resource, "service.name")
-        .map(any_to_string)
-        .unwrap_or_else(|| "unknown_service".to_owned())
-}
-
-/// What a log record and a span both offer a kind's `from_record`.
+/// What a log record and a span both offer a kind's `encode_record`.
 struct Context<'a> {
     /// The record's or span's own attributes.
-    attributes: &'a [KeyValue],
-    resource: &'a [KeyValue],
-    service: &'a str,
-    trace_id: &'a str,
-    span_id: &'a str,
+    attributes: &'a [KeyValue<'a>],
+    resource: &'a ResourceParts<'a>,
+    /// Trace and span id, as bytes.
+    ids: (&'a [u8], &'a [u8]),
     id: Uuid,
     table: &'static TableDef,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    fn new(
+        attributes: &'a [KeyValue<'a>],
+        resource: &'a ResourceParts<'a>,
+        ids: (&'a [u8], &'a [u8]),
+        id: Uuid,
+        table: &'static TableDef,
+    ) -> Context<'a> {
+        Context {
+            attributes,
+            resource,
+            ids,
+            id,
+            table,
+        }
+    }
+
     /// An attribute of the record, falling back to the resource's.
-    fn attr(&self, name: &str) -> Option<Raw<'_>> {
+    fn attr(&self, name: &str) -> Option<Raw<'a>> {
         find(self.attributes, name)
-            .or_else(|| find(self.resource, name))
+            .or_else(|| find(self.resource.attributes, name))
             .and_then(any_to_raw)
     }
 
     /// The sources that do not depend on what the record is; `None` for the others.
-    fn get(&self, source: Source) -> Option<Raw<'_>> {
+    fn get(&self, source: Source) -> Option<Raw<'a>> {
         match source {
             Source::Attr(name) => self.attr(name),
-            Source::ServiceName => Some(Raw::Str(self.service.into())),
-            Source::Environment => environment(self.resource),
-            Source::TraceId => Some(Raw::Str(self.trace_id.into())),
-            Source::SpanId => Some(Raw::Str(self.span_id.into())),
+            Source::ServiceName => Some(Raw::Str(self.resource.service.clone())),
+            Source::Environment => environment(self.resource.attributes),
+            Source::TraceId => Some(Raw::Str(hex_id(self.ids.0).into())),
+            Source::SpanId => Some(Raw::Str(hex_id(self.ids.1).into())),
             Source::RowId => find(self.attributes, "logbook.id")
                 .and_then(any_to_raw)
                 .or(Some(Raw::Id(self.id))),
@@ -344,20 +396,20 @@ impl Context<'_> {
 /// A log record with its resource, as a kind's `from_record` sees it.
 struct LogView<'a> {
     context: Context<'a>,
-    record: &'a LogRecord,
+    record: &'a LogRecord<'a>,
     time: Ts,
 }
 
 impl RecordView for LogView<'_> {
     fn get(&self, source: Source) -> Option<Raw<'_>> {
         match source {
-            Source::Body => self.record.body.as_ref().and_then(any_to_raw),
+            Source::Body => any_to_raw(&self.record.body),
             Source::SeverityText => {
-                severity_name(self.record.severity_number, &self.record.severity_text)
+                severity_name(self.record.severity_number, self.record.severity_text)
                     .map(|s| Raw::Str(s.into()))
             }
             Source::SeverityNumber => {
-                severity_number(self.record.severity_number, &self.record.severity_text)
+                severity_number(self.record.severity_number, self.record.severity_text)
                     .map(|n| Raw::Int(n.into()))
             }
             Source::Time => Some(Raw::Int(self.time.0)),
@@ -369,15 +421,13 @@ impl RecordView for LogView<'_> {
 /// A span with its resource, as a kind's `from_record` sees it.
 struct SpanView<'a> {
     context: Context<'a>,
-    span: &'a Span,
+    span: &'a Span<'a>,
 }
 
 impl SpanView<'_> {
     fn failed(&self) -> bool {
-        self.span
-            .status
-            .as_ref()
-            .is_some_and(|s| s.code == status::StatusCode::Error as i32)
+        // OpenTelemetry's STATUS_CODE_ERROR.
+        self.span.status.code == 2
     }
 
     /// What the span itself says in place of an attribute it does not carry.
@@ -402,9 +452,9 @@ impl SpanView<'_> {
                 .and_then(|e| find(&e.attributes, name))
                 .and_then(any_to_raw)
                 .or_else(|| {
-                    let status = self.span.status.as_ref()?;
-                    (name == "exception.message" && self.failed() && !status.message.is_empty())
-                        .then(|| Raw::Str(status.message.as_str().into()))
+                    let message = self.span.status.message;
+                    (name == "exception.message" && self.failed() && !message.is_empty())
+                        .then(|| Raw::Str(message.into()))
                 }),
             _ => None,
         }
@@ -426,14 +476,14 @@ impl RecordView for SpanView<'_> {
     }
 }
 
-fn environment(resource: &[KeyValue]) -> Option<Raw<'_>> {
+fn environment<'a>(resource: &[KeyValue<'a>]) -> Option<Raw<'a>> {
     find(resource, "deployment.environment.name")
         .or_else(|| find(resource, "deployment.environment"))
         .and_then(any_to_raw)
 }
 
 /// The attributes no column of `table` takes, for its `attributes` column.
-fn other_attributes<'a>(table: &TableDef, attributes: &'a [KeyValue]) -> Raw<'a> {
+fn other_attributes<'a>(table: &TableDef, attributes: &[KeyValue<'a>]) -> Raw<'a> {
     let mapped: Vec<&str> = table
         .all_columns()
         .filter_map(|c| match c.source {
@@ -444,13 +494,8 @@ fn other_attributes<'a>(table: &TableDef, attributes: &'a [KeyValue]) -> Raw<'a>
     let pairs = attributes
         .iter()
         // `event.name` chose the kind and `logbook.id` is the row's id: neither is a field.
-        .filter(|kv| {
-            !mapped.contains(&kv.key.as_str()) && kv.key != "event.name" && kv.key != "logbook.id"
-        })
-        .filter_map(|kv| {
-            let value = kv.value.as_ref().and_then(any_to_raw)?;
-            Some((kv.key.as_str().into(), value))
-        })
+        .filter(|kv| !mapped.contains(&kv.key) && kv.key != "event.name" && kv.key != "logbook.id")
+        .filter_map(|kv| Some((Cow::Borrowed(kv.key), any_to_raw(&kv.value)?)))
         .collect();
     Raw::Pairs(pairs)
 }

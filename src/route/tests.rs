@@ -1,9 +1,13 @@
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::*;
+use crate::schema::{ApiCall, LogKind, OtelLogRow, OtelSpanRow, ServerLog};
 
 fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
@@ -59,20 +63,44 @@ const ORIGIN: Origin = Origin {
     position: 4096,
 };
 
+/// Routes a log request as the pipeline does: from its protobuf bytes.
+fn route_logs(request: ExportLogsServiceRequest, rows: &mut Rows) {
+    let bytes = prost::Message::encode_to_vec(&request);
+    logs(&LogsRequest::decode(&bytes).unwrap(), ORIGIN, rows);
+}
+
+fn route_traces(request: ExportTraceServiceRequest, rows: &mut Rows) {
+    let bytes = prost::Message::encode_to_vec(&request);
+    traces(&TracesRequest::decode(&bytes).unwrap(), ORIGIN, rows);
+}
+
 /// The first typed row of kind `K`, if the router made one.
-fn first_typed<K: crate::schema::LogKind + Clone + 'static>(rows: &Rows) -> Option<K> {
-    struct Grab<K>(Option<K>);
-    impl<'a, K: Clone + 'static> crate::schema::KindVisitor<'a> for Grab<K> {
-        fn visit<T: crate::schema::LogKind>(&mut self, rows: &'a [T]) {
-            let any: &dyn std::any::Any = &rows[0];
-            if let Some(row) = any.downcast_ref::<K>() {
-                self.0 = Some(row.clone());
-            }
-        }
-    }
-    let mut grab = Grab(None);
-    rows.typed.visit(&mut grab);
-    grab.0
+fn first_typed<K: LogKind>(rows: &Rows) -> Option<K> {
+    let table = rows.table(K::TABLE)?;
+    K::read_row(&mut table.bytes.as_slice())
+}
+
+fn typed_rows(rows: &Rows) -> usize {
+    rows.typed.iter().map(|t| t.rows).sum()
+}
+
+/// Every `otel_logs` row, read back; the bytes hold exactly those rows.
+fn log_rows(rows: &Rows) -> Vec<OtelLogRow> {
+    let mut input = rows.logs.bytes.as_slice();
+    let read: Vec<_> = (0..rows.logs.rows)
+        .map(|_| OtelLogRow::read_row(&mut input).unwrap())
+        .collect();
+    assert!(input.is_empty());
+    read
+}
+
+fn span_rows(rows: &Rows) -> Vec<OtelSpanRow> {
+    let mut input = rows.spans.bytes.as_slice();
+    let read: Vec<_> = (0..rows.spans.rows)
+        .map(|_| OtelSpanRow::read_row(&mut input).unwrap())
+        .collect();
+    assert!(input.is_empty());
+    read
 }
 
 /// A trace request of one span from the `bots` service.
@@ -130,10 +158,10 @@ fn api_call_span() -> Span {
 #[test]
 fn a_span_naming_a_kind_becomes_its_row_with_what_the_span_says() {
     let mut rows = Rows::default();
-    traces(trace_request(api_call_span()), ORIGIN, &mut rows);
-    assert_eq!(rows.spans.len(), 1, "the span itself is kept");
+    route_traces(trace_request(api_call_span()), &mut rows);
+    assert_eq!(rows.spans.rows, 1, "the span itself is kept");
     assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
-    let call: crate::schema::ApiCall = first_typed(&rows).expect("an api_calls row");
+    let call: ApiCall = first_typed(&rows).expect("an api_calls row");
     assert_eq!(
         (call.bot.as_str(), call.method.as_str()),
         ("helpdesk", "POST")
@@ -162,16 +190,16 @@ fn a_span_carries_its_own_values_over_derived_ones() {
         kv("logbook.duration_ms", Value::IntValue(7)),
     ]);
     let mut rows = Rows::default();
-    traces(trace_request(span), ORIGIN, &mut rows);
-    let call: crate::schema::ApiCall = first_typed(&rows).expect("an api_calls row");
+    route_traces(trace_request(span), &mut rows);
+    let call: ApiCall = first_typed(&rows).expect("an api_calls row");
     assert_eq!((call.outcome.as_str(), call.duration_ms), ("error", 7));
     assert_eq!(call.error_message, "");
     // Without an error status, an unmarked span is a success.
     let mut span = api_call_span();
     span.status = None;
     let mut rows = Rows::default();
-    traces(trace_request(span), ORIGIN, &mut rows);
-    let call: crate::schema::ApiCall = first_typed(&rows).expect("an api_calls row");
+    route_traces(trace_request(span), &mut rows);
+    let call: ApiCall = first_typed(&rows).expect("an api_calls row");
     assert_eq!(call.outcome, "success");
 }
 
@@ -180,18 +208,18 @@ fn a_span_naming_a_kind_without_its_required_attributes_is_rejected_but_kept() {
     let mut span = api_call_span();
     span.attributes.retain(|kv| kv.key != "url.full");
     let mut rows = Rows::default();
-    traces(trace_request(span), ORIGIN, &mut rows);
-    assert_eq!(rows.spans.len(), 1);
-    assert_eq!(rows.typed.len(), 0);
+    route_traces(trace_request(span), &mut rows);
+    assert_eq!(rows.spans.rows, 1);
+    assert_eq!(typed_rows(&rows), 0);
     assert_eq!(rows.rejections.len(), 1);
     assert_eq!(rows.rejections[0].0.column, "url");
     // A span that names no kind is only a span.
     let mut span = api_call_span();
     span.attributes.retain(|kv| kv.key != "event.name");
     let mut rows = Rows::default();
-    traces(trace_request(span), ORIGIN, &mut rows);
+    route_traces(trace_request(span), &mut rows);
     assert_eq!(
-        (rows.spans.len(), rows.typed.len(), rows.rejections.len()),
+        (rows.spans.rows, typed_rows(&rows), rows.rejections.len()),
         (1, 0, 0)
     );
 }
@@ -199,11 +227,11 @@ fn a_span_naming_a_kind_without_its_required_attributes_is_rejected_but_kept() {
 #[test]
 fn a_kind_record_becomes_an_otel_row_and_a_typed_row() {
     let mut rows = Rows::default();
-    logs(request(vec![api_call("helpdesk")]), ORIGIN, &mut rows);
-    assert_eq!(rows.logs.len(), 1);
-    assert_eq!(rows.typed.len(), 1);
+    route_logs(request(vec![api_call("helpdesk")]), &mut rows);
+    assert_eq!(rows.logs.rows, 1);
+    assert_eq!(typed_rows(&rows), 1);
     assert!(rows.rejections.is_empty());
-    let log = &rows.logs[0];
+    let log = &log_rows(&rows)[0];
     assert_eq!(log.service_name, "bots");
     assert_eq!(log.event_name, "logbook.api_call");
     assert_eq!(log.trace_id, "ab".repeat(16));
@@ -216,8 +244,8 @@ fn a_kind_record_becomes_an_otel_row_and_a_typed_row() {
 #[test]
 fn typed_row_takes_resource_attributes_and_record_context() {
     let mut rows = Rows::default();
-    logs(request(vec![api_call("helpdesk")]), ORIGIN, &mut rows);
-    let call: crate::schema::ApiCall = first_typed(&rows).expect("an api_calls row");
+    route_logs(request(vec![api_call("helpdesk")]), &mut rows);
+    let call: ApiCall = first_typed(&rows).expect("an api_calls row");
     assert_eq!(call.tenant, "acme");
     assert_eq!(call.environment, "prod");
     assert_eq!(call.service, "bots");
@@ -265,9 +293,9 @@ fn a_record_missing_a_required_attribute_is_rejected_but_kept_in_otel_logs() {
     let mut record = api_call("x");
     record.attributes.retain(|kv| kv.key != "logbook.bot.name");
     let mut rows = Rows::default();
-    logs(request(vec![record]), ORIGIN, &mut rows);
-    assert_eq!(rows.logs.len(), 1);
-    assert!(rows.typed.is_empty());
+    route_logs(request(vec![record]), &mut rows);
+    assert_eq!(rows.logs.rows, 1);
+    assert_eq!(typed_rows(&rows), 0);
     assert_eq!(rows.rejections.len(), 1);
     assert_eq!(rows.rejections[0].0.column, "bot");
 }
@@ -280,8 +308,8 @@ fn event_name_attribute_is_honoured() {
         .attributes
         .push(kv("event.name", s("logbook.api_call")));
     let mut rows = Rows::default();
-    logs(request(vec![record]), ORIGIN, &mut rows);
-    assert_eq!(rows.typed.len(), 1);
+    route_logs(request(vec![record]), &mut rows);
+    assert_eq!(typed_rows(&rows), 1);
 }
 
 #[test]
@@ -302,9 +330,9 @@ fn server_log_fields_hold_the_unmapped_attributes_and_severity_is_named() {
         ..Default::default()
     };
     let mut rows = Rows::default();
-    logs(request(vec![record]), ORIGIN, &mut rows);
+    route_logs(request(vec![record]), &mut rows);
     assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
-    let line: crate::schema::ServerLog = first_typed(&rows).expect("a server_logs row");
+    let line: ServerLog = first_typed(&rows).expect("a server_logs row");
     assert_eq!(line.level, "warning");
     assert_eq!(line.severity_number, 13);
     assert_eq!(line.message, "disk almost full");
@@ -352,8 +380,8 @@ fn spans_keep_nested_events_and_links() {
         }],
     };
     let mut rows = Rows::default();
-    traces(request, ORIGIN, &mut rows);
-    let span = &rows.spans[0];
+    route_traces(request, &mut rows);
+    let span = &span_rows(&rows)[0];
     assert_eq!(span.service_name, "integrator");
     assert_eq!(
         (span.span_kind.as_str(), span.status_code.as_str()),
@@ -373,4 +401,94 @@ fn severity_from_text_when_number_is_missing() {
     assert_eq!(severity_number(0, "FATAL"), Some(21));
     assert_eq!(severity_name(0, "verbose"), None);
     assert_eq!(severity_name(18, ""), Some("error"));
+}
+
+#[test]
+fn otel_logs_keep_every_value_type_as_the_collector_writes_it() {
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    let mut record = api_call("helpdesk");
+    record.severity_text = "WARN".into();
+    record.severity_number = 13;
+    record.flags = 0x101;
+    record.body = Some(AnyValue {
+        value: Some(Value::KvlistValue(KeyValueList {
+            values: vec![kv("a", Value::IntValue(1))],
+        })),
+    });
+    record.attributes.extend([
+        kv("yes", Value::BoolValue(true)),
+        kv("ratio", Value::DoubleValue(0.5)),
+        kv("raw", Value::BytesValue(vec![0xde, 0xad])),
+        kv(
+            "list",
+            Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue {
+                    value: Some(s("x")),
+                }],
+            }),
+        ),
+    ]);
+    let mut rows = Rows::default();
+    route_logs(request(vec![record]), &mut rows);
+    let log = &log_rows(&rows)[0];
+    assert_eq!(log.body, r#"{"a":1}"#);
+    assert_eq!(
+        (log.severity_text.as_str(), log.severity_number),
+        ("WARN", 13)
+    );
+    assert_eq!(log.trace_flags, 1);
+    assert_eq!(log.timestamp, Ts(1_763_700_000_000_000_000));
+    assert_eq!(log.span_id, "cd".repeat(8));
+    let attributes: std::collections::HashMap<_, _> = log.log_attributes.iter().cloned().collect();
+    assert_eq!(attributes["yes"], "true");
+    assert_eq!(attributes["ratio"], "0.5");
+    assert_eq!(attributes["raw"], "dead");
+    assert_eq!(attributes["list"], r#"["x"]"#);
+    assert_eq!(attributes["logbook.bot.name"], "helpdesk");
+    assert_eq!(
+        log.resource_attributes[0],
+        ("service.name".into(), "bots".into())
+    );
+}
+
+/// What the router writes for a kind is exactly its struct's RowBinary: the direct encoding
+/// and the struct's agree column by column, over several rows in a row.
+#[test]
+fn typed_rows_written_from_records_are_their_structs_rowbinary() {
+    let mut rows = Rows::default();
+    route_logs(
+        request(vec![api_call("one"), api_call("two"), api_call("three")]),
+        &mut rows,
+    );
+    let table = rows.table(ApiCall::TABLE).unwrap();
+    assert_eq!(table.rows, 3);
+    let mut input = table.bytes.as_slice();
+    let mut rewritten = Vec::new();
+    let mut bots = Vec::new();
+    while !input.is_empty() {
+        let call = ApiCall::read_row(&mut input).unwrap();
+        call.write_row(&mut rewritten);
+        bots.push(call.bot);
+    }
+    assert_eq!(bots, ["one", "two", "three"]);
+    assert_eq!(rewritten, table.bytes);
+}
+
+#[test]
+fn a_rejected_record_leaves_no_partial_row_behind() {
+    let mut bad = api_call("bad");
+    bad.attributes.retain(|kv| kv.key != "url.full");
+    let mut rows = Rows::default();
+    route_logs(
+        request(vec![api_call("good"), bad, api_call("after")]),
+        &mut rows,
+    );
+    assert_eq!(rows.rejections.len(), 1);
+    let table = rows.table(ApiCall::TABLE).unwrap();
+    let mut input = table.bytes.as_slice();
+    let bots: Vec<_> = (0..table.rows)
+        .map(|_| ApiCall::read_row(&mut input).unwrap().bot)
+        .collect();
+    assert!(input.is_empty());
+    assert_eq!(bots, ["good", "after"]);
 }

@@ -6,8 +6,8 @@
 //! `exception.message`, …) and the `logbook.*` namespace otherwise (docs/schema.md lists them).
 
 use super::{
-    ColumnDef, ErrorMapping, LogKind, Presence, RecordView, Rejection, Role, RowId, Source,
-    TableDef, Ts, attr, days, extract,
+    ColumnDef, ErrorMapping, FieldValue, LogKind, Presence, RecordView, Rejection, Role, RowId,
+    Source, TableDef, Ts, attr, days, encode,
 };
 
 macro_rules! log_kind {
@@ -69,20 +69,51 @@ macro_rules! log_kind {
                 errors: $errors,
             };
 
-            fn from_record(record: &dyn RecordView) -> Result<Self, Rejection> {
+            fn encode_record(record: &dyn RecordView, out: &mut Vec<u8>) -> Result<(), Rejection> {
                 let table = Self::TABLE;
-                // Fields are initialised in declaration order, the order of all_columns().
+                let start = out.len();
+                // Columns are written in declaration order, the order of all_columns().
                 let mut columns = table.all_columns();
                 let mut next = || columns.next().expect("one column per field");
-                Ok($name {
-                    id: extract(record, table, next())?,
-                    time: extract(record, table, next())?,
-                    tenant: extract(record, table, next())?,
-                    service: extract(record, table, next())?,
-                    environment: extract(record, table, next())?,
-                    trace_id: extract(record, table, next())?,
-                    span_id: extract(record, table, next())?,
-                    $( $field: extract(record, table, next())?, )*
+                let mut fields = || -> Result<(), Rejection> {
+                    encode::<RowId>(record, table, next(), out)?;
+                    encode::<Ts>(record, table, next(), out)?;
+                    encode::<String>(record, table, next(), out)?;
+                    encode::<String>(record, table, next(), out)?;
+                    encode::<String>(record, table, next(), out)?;
+                    encode::<String>(record, table, next(), out)?;
+                    encode::<String>(record, table, next(), out)?;
+                    $( encode::<$ty>(record, table, next(), out)?; )*
+                    Ok(())
+                };
+                let result = fields();
+                if result.is_err() {
+                    out.truncate(start);
+                }
+                result
+            }
+
+            fn write_row(&self, out: &mut Vec<u8>) {
+                self.id.write(out);
+                self.time.write(out);
+                self.tenant.write(out);
+                self.service.write(out);
+                self.environment.write(out);
+                self.trace_id.write(out);
+                self.span_id.write(out);
+                $( self.$field.write(out); )*
+            }
+
+            fn read_row(input: &mut &[u8]) -> Option<Self> {
+                Some($name {
+                    id: FieldValue::read(input)?,
+                    time: FieldValue::read(input)?,
+                    tenant: FieldValue::read(input)?,
+                    service: FieldValue::read(input)?,
+                    environment: FieldValue::read(input)?,
+                    trace_id: FieldValue::read(input)?,
+                    span_id: FieldValue::read(input)?,
+                    $( $field: FieldValue::read(input)?, )*
                 })
             }
         }
@@ -108,34 +139,9 @@ macro_rules! registry {
         #[derive(Debug, Clone, PartialEq)]
         pub enum TypedRow { $($kind($kind)),* }
 
-        /// Rows of every kind, one vector per kind: a batch's typed part.
-        #[derive(Debug, Default, Clone)]
-        #[allow(non_snake_case)]
-        pub struct TypedRows { $($kind: Vec<$kind>),* }
-
-        impl TypedRows {
-            pub fn push(&mut self, row: TypedRow) {
-                match row { $(TypedRow::$kind(row) => self.$kind.push(row)),* }
-            }
-
-            pub fn len(&self) -> usize {
-                0 $(+ self.$kind.len())*
-            }
-
-            pub fn is_empty(&self) -> bool {
-                self.len() == 0
-            }
-
-            /// Hands each non-empty kind's rows to `visitor`.
-            pub fn visit<'a>(&'a self, visitor: &mut impl KindVisitor<'a>) {
-                $(if !self.$kind.is_empty() { visitor.visit(&self.$kind); })*
-            }
-
-            /// Gives each non-empty kind's rows away to `consumer`.
-            pub fn into_each(self, consumer: &mut impl KindConsumer) {
-                $(if !self.$kind.is_empty() { consumer.take(self.$kind); })*
-            }
-        }
+        /// Each kind's `encode_record`, in the order of [`KINDS`].
+        const ENCODERS: &[fn(&dyn RecordView, &mut Vec<u8>) -> Result<(), Rejection>] =
+            &[$(<$kind as LogKind>::encode_record),*];
 
         impl TypedRow {
             /// The columns every kind shares, for changing them whatever the kind.
@@ -160,9 +166,20 @@ macro_rules! registry {
                 match self { $(TypedRow::$kind(_) => <$kind as LogKind>::TABLE),* }
             }
 
-            /// The table a record's `event.name` routes to, if any.
-            pub fn table_for(event: &str) -> Option<&'static TableDef> {
-                KINDS.iter().copied().find(|t| t.event_name == Some(event))
+            /// Appends the row as RowBinary.
+            pub fn write(&self, out: &mut Vec<u8>) {
+                match self { $(TypedRow::$kind(row) => row.write_row(out)),* }
+            }
+
+            /// The kind (its position in [`KINDS`]) a record's `event.name` routes to, if any.
+            pub fn kind_of(event: &str) -> Option<usize> {
+                KINDS.iter().position(|t| t.event_name == Some(event))
+            }
+
+            /// Appends the RowBinary row of kind `kind` (see [`TypedRow::kind_of`]) that
+            /// `record` makes, or its rejection.
+            pub fn encode(kind: usize, record: &dyn RecordView, out: &mut Vec<u8>) -> Result<(), Rejection> {
+                ENCODERS[kind](record, out)
             }
 
             /// The kind a record's `event.name` selects, built from the record; `None` when
@@ -177,16 +194,6 @@ macro_rules! registry {
             }
         }
     };
-}
-
-/// Receives each kind's rows in turn (see [`TypedRows::visit`]).
-pub trait KindVisitor<'a> {
-    fn visit<T: LogKind>(&mut self, rows: &'a [T]);
-}
-
-/// Takes each kind's rows in turn (see [`TypedRows::into_each`]).
-pub trait KindConsumer {
-    fn take<T: LogKind>(&mut self, rows: Vec<T>);
 }
 
 /// Mutable access to the shared columns of a row of any kind (see [`TypedRow::common_mut`]).

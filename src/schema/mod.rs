@@ -1,8 +1,8 @@
 //! The ClickHouse schema, defined once.
 //!
 //! Every table is a [`TableDef`]. A log kind (API call, sync run, mail, …) is written once with
-//! [`log_kind!`] in `kinds.rs`: that single definition yields the row struct used for inserts,
-//! the table's DDL (`ddl.rs`), the attribute names the router reads (`from_record`), the
+//! [`log_kind!`] in `kinds.rs`: that single definition yields the row struct, its RowBinary
+//! encoding, the table's DDL (`ddl.rs`), the attribute names the router reads (`encode_record`), the
 //! filterable and searchable columns the API will offer, the `errors` materialized view, and
 //! the data dictionary (docs/schema.md, checked by a test).
 
@@ -10,14 +10,13 @@ pub mod ddl;
 pub mod dictionary;
 mod kinds;
 mod otel;
+pub mod row_binary;
 pub mod value;
 
 use std::time::Duration;
 
 pub use kinds::*;
-pub use otel::{
-    ERRORS, OTEL_LOGS, OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OtelLogRow, OtelSpanRow, SharedMap,
-};
+pub use otel::{ERRORS, OTEL_LOGS, OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OtelLogRow, OtelSpanRow};
 pub use value::{FieldValue, Raw, RecordView, RowId, Source, Ts, attr};
 
 /// Whether a router must find a column's value for the row to be accepted.
@@ -205,19 +204,35 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// A log kind: one typed table, and the row struct inserted into it.
+/// A log kind: one typed table, its row struct, and the row's RowBinary encoding.
 pub trait LogKind: clickhouse::RowOwned + clickhouse::RowWrite + Send + Sync + Sized {
     const TABLE: &'static TableDef;
-    /// Builds a row from a record, or names the first column that is missing or malformed.
-    fn from_record(record: &dyn RecordView) -> Result<Self, Rejection>;
+
+    /// Appends the RowBinary row a record makes, or names the first column that is missing
+    /// or malformed (and appends nothing).
+    fn encode_record(record: &dyn RecordView, out: &mut Vec<u8>) -> Result<(), Rejection>;
+
+    /// Appends this row as RowBinary.
+    fn write_row(&self, out: &mut Vec<u8>);
+
+    /// Takes one RowBinary row off the front of `input`; `None` if it ends too early.
+    fn read_row(input: &mut &[u8]) -> Option<Self>;
+
+    /// The row a record makes, as a struct.
+    fn from_record(record: &dyn RecordView) -> Result<Self, Rejection> {
+        let mut bytes = Vec::new();
+        Self::encode_record(record, &mut bytes)?;
+        Ok(Self::read_row(&mut bytes.as_slice()).expect("an encoded row reads back"))
+    }
 }
 
-/// Reads one column's value from a record, applying its presence and `one_of` rules.
-pub fn extract<T: FieldValue>(
+/// Writes one column's value from a record, applying its presence and `one_of` rules.
+pub fn encode<T: FieldValue>(
     record: &dyn RecordView,
     table: &'static TableDef,
     column: &'static ColumnDef,
-) -> Result<T, Rejection> {
+    out: &mut Vec<u8>,
+) -> Result<(), Rejection> {
     let reject = |reason: String| Rejection {
         table: table.name,
         column: column.name,
@@ -227,7 +242,10 @@ pub fn extract<T: FieldValue>(
     let Some(raw) = record.get(source) else {
         return match column.presence {
             Presence::Required => Err(reject(format!("missing {}", describe(source)))),
-            Presence::Optional => Ok(T::default()),
+            Presence::Optional => {
+                T::default().write(out);
+                Ok(())
+            }
         };
     };
     if let Raw::Str(s) = &raw
@@ -239,7 +257,7 @@ pub fn extract<T: FieldValue>(
             column.one_of.join(", ")
         )));
     }
-    T::from_raw(raw).map_err(|e| reject(format!("{}: {e}", describe(source))))
+    T::write_raw(raw, out).map_err(|e| reject(format!("{}: {e}", describe(source))))
 }
 
 fn describe(source: Source) -> String {

@@ -2,7 +2,7 @@
 //! `otel_traces` and trace-id lookup (same names and types, so Grafana's ClickHouse datasource
 //! works on them in OpenTelemetry mode), and the cross-kind `errors` table.
 
-use super::{ColumnDef, IndexDef, Presence, Role, TableDef, days};
+use super::{ColumnDef, FieldValue, IndexDef, Presence, Role, TableDef, days};
 
 const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> ColumnDef {
     ColumnDef {
@@ -416,12 +416,8 @@ pub const ERRORS: TableDef = TableDef {
     errors: None,
 };
 
-/// A `Map(LowCardinality(String), String)` value that every row of one resource (or scope)
-/// shares instead of copying.
-pub type SharedMap = std::sync::Arc<[(String, String)]>;
-
 /// A row of `otel_logs`, in the exporter's column names (`TimestampTime` is computed by
-/// ClickHouse from `Timestamp`).
+/// ClickHouse from `Timestamp`): how tests and tools read the rows the router writes.
 #[derive(
     Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize,
 )]
@@ -436,16 +432,17 @@ pub struct OtelLogRow {
     pub service_name: String,
     pub body: String,
     pub resource_schema_url: String,
-    pub resource_attributes: SharedMap,
+    pub resource_attributes: Vec<(String, String)>,
     pub scope_schema_url: String,
     pub scope_name: String,
     pub scope_version: String,
-    pub scope_attributes: SharedMap,
+    pub scope_attributes: Vec<(String, String)>,
     pub log_attributes: Vec<(String, String)>,
     pub event_name: String,
 }
 
 /// A row of `otel_traces`; `Events` and `Links` are Nested, so one array per sub-column.
+/// How tests and tools read the rows the router writes.
 #[derive(
     Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize,
 )]
@@ -459,7 +456,7 @@ pub struct OtelSpanRow {
     pub span_name: String,
     pub span_kind: String,
     pub service_name: String,
-    pub resource_attributes: SharedMap,
+    pub resource_attributes: Vec<(String, String)>,
     pub scope_name: String,
     pub scope_version: String,
     pub span_attributes: Vec<(String, String)>,
@@ -480,6 +477,64 @@ pub struct OtelSpanRow {
     pub links_trace_state: Vec<String>,
     #[serde(rename = "Links.Attributes")]
     pub links_attributes: Vec<Vec<(String, String)>>,
+}
+
+impl OtelLogRow {
+    /// Takes one RowBinary row off the front of `input`; `None` if it ends too early.
+    pub fn read_row(input: &mut &[u8]) -> Option<OtelLogRow> {
+        Some(OtelLogRow {
+            timestamp: FieldValue::read(input)?,
+            trace_id: FieldValue::read(input)?,
+            span_id: FieldValue::read(input)?,
+            trace_flags: FieldValue::read(input)?,
+            severity_text: FieldValue::read(input)?,
+            severity_number: FieldValue::read(input)?,
+            service_name: FieldValue::read(input)?,
+            body: FieldValue::read(input)?,
+            resource_schema_url: FieldValue::read(input)?,
+            resource_attributes: FieldValue::read(input)?,
+            scope_schema_url: FieldValue::read(input)?,
+            scope_name: FieldValue::read(input)?,
+            scope_version: FieldValue::read(input)?,
+            scope_attributes: FieldValue::read(input)?,
+            log_attributes: FieldValue::read(input)?,
+            event_name: FieldValue::read(input)?,
+        })
+    }
+}
+
+impl OtelSpanRow {
+    /// Takes one RowBinary row off the front of `input`; `None` if it ends too early.
+    pub fn read_row(input: &mut &[u8]) -> Option<OtelSpanRow> {
+        fn array<T: FieldValue>(input: &mut &[u8]) -> Option<Vec<T>> {
+            let len = super::row_binary::read::varint(input)?;
+            (0..len).map(|_| T::read(input)).collect()
+        }
+        Some(OtelSpanRow {
+            timestamp: FieldValue::read(input)?,
+            trace_id: FieldValue::read(input)?,
+            span_id: FieldValue::read(input)?,
+            parent_span_id: FieldValue::read(input)?,
+            trace_state: FieldValue::read(input)?,
+            span_name: FieldValue::read(input)?,
+            span_kind: FieldValue::read(input)?,
+            service_name: FieldValue::read(input)?,
+            resource_attributes: FieldValue::read(input)?,
+            scope_name: FieldValue::read(input)?,
+            scope_version: FieldValue::read(input)?,
+            span_attributes: FieldValue::read(input)?,
+            duration: FieldValue::read(input)?,
+            status_code: FieldValue::read(input)?,
+            status_message: FieldValue::read(input)?,
+            events_timestamp: array(input)?,
+            events_name: FieldValue::read(input)?,
+            events_attributes: array(input)?,
+            links_trace_id: FieldValue::read(input)?,
+            links_span_id: FieldValue::read(input)?,
+            links_trace_state: FieldValue::read(input)?,
+            links_attributes: array(input)?,
+        })
+    }
 }
 
 #[cfg(test)]

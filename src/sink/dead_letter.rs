@@ -1,10 +1,15 @@
-//! Batches ClickHouse refuses for good are set aside here, one JSON-lines file per table and
-//! batch with a sidecar describing the error, instead of blocking the queue or being dropped.
+//! Batches ClickHouse refuses for good are set aside here, one file per table and batch with a
+//! sidecar describing the error, instead of blocking the queue or being dropped. A file is the
+//! insert's body as it was sent, `RowBinaryWithNamesAndTypes`: self-describing, and loaded
+//! back as it is with `INSERT … FORMAT RowBinaryWithNamesAndTypes`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use crate::schema::TableDef;
+use crate::schema::row_binary;
+
+const EXTENSION: &str = "rowbinary";
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -18,27 +23,28 @@ impl DeadLetter {
         }
     }
 
-    /// Writes `rows` to `<dir>/<table>-<token>.jsonl` and the reason beside it; returns the
+    /// Writes `rows` RowBinary rows of `table` to `<dir>/<table>-<token>.rowbinary`, after
+    /// the header that names their columns and types, and the reason beside it; returns the
     /// data file's path.
-    pub fn put<T: Serialize>(
+    pub fn put(
         &self,
-        table: &str,
+        table: &TableDef,
         token: &str,
-        rows: &[T],
+        body: &[u8],
+        rows: usize,
         error: &str,
     ) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
-        let path = self.dir.join(format!("{table}-{token}.jsonl"));
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        for row in rows {
-            serde_json::to_writer(&mut out, row)?;
-            out.write_all(b"\n")?;
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let path = self.dir.join(format!("{}-{token}.{EXTENSION}", table.name));
+        let mut out = std::fs::File::create(&path)?;
+        out.write_all(&row_binary::header(table))?;
+        out.write_all(body)?;
+        out.sync_all()?;
         let meta = serde_json::json!({
-            "table": table,
+            "table": table.name,
             "token": token,
-            "rows": rows.len(),
+            "rows": rows,
+            "format": "RowBinaryWithNamesAndTypes",
             "error": error,
             "set_aside_at": time::OffsetDateTime::now_utc().unix_timestamp(),
         });
@@ -53,7 +59,7 @@ impl DeadLetter {
         };
         let mut files: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .filter(|p| p.extension().is_some_and(|x| x == EXTENSION))
             .collect();
         files.sort();
         files

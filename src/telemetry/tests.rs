@@ -1,4 +1,3 @@
-use std::any::Any;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
@@ -95,21 +94,8 @@ fn sample<T: LogKind + DeserializeOwned>() -> T {
     serde_json::from_str(&Value::Object(fields).to_string()).unwrap()
 }
 
-/// Collects the routed rows of kind `T`.
-struct Routed<T>(Vec<T>);
-
-impl<'a, T: LogKind + Clone> KindVisitor<'a> for Routed<T> {
-    fn visit<U: LogKind>(&mut self, rows: &'a [U]) {
-        for row in rows {
-            if let Some(row) = (row as &dyn Any).downcast_ref::<T>() {
-                self.0.push(row.clone());
-            }
-        }
-    }
-}
-
 /// Emits `row` through [`Telemetry::emit`] and routes what the exporter would have sent.
-fn emit_and_route<T: LogKind + Clone>(telemetry: &Telemetry, capture: &Capture, row: &T) -> T {
+fn emit_and_route<T: LogKind>(telemetry: &Telemetry, capture: &Capture, row: &T) -> T {
     telemetry.emit(row);
     let requests = std::mem::take(&mut *capture.requests.lock().unwrap());
     assert_eq!(requests.len(), 1, "{}", T::TABLE.name);
@@ -118,14 +104,22 @@ fn emit_and_route<T: LogKind + Clone>(telemetry: &Telemetry, capture: &Capture, 
         queue_id: 1,
         position: 1,
     };
-    route::logs(requests[0].clone(), origin, &mut rows);
+    let bytes = prost::Message::encode_to_vec(&requests[0]);
+    route::logs(
+        &crate::decode::LogsRequest::decode(&bytes).unwrap(),
+        origin,
+        &mut rows,
+    );
     assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
-    assert_eq!(rows.logs.len(), 1);
-    assert_eq!(Some(rows.logs[0].event_name.as_str()), T::TABLE.event_name);
-    let mut routed = Routed(Vec::new());
-    rows.typed.visit(&mut routed);
-    assert_eq!(routed.0.len(), 1, "{} not routed", T::TABLE.name);
-    routed.0.remove(0)
+    assert_eq!(rows.logs.rows, 1);
+    let log = OtelLogRow::read_row(&mut rows.logs.bytes.as_slice()).unwrap();
+    assert_eq!(Some(log.event_name.as_str()), T::TABLE.event_name);
+    let typed = rows.table(T::TABLE).unwrap();
+    assert_eq!(typed.rows, 1, "{} not routed", T::TABLE.name);
+    let mut input = typed.bytes.as_slice();
+    let routed = T::read_row(&mut input).unwrap();
+    assert!(input.is_empty());
+    routed
 }
 
 fn round_trips<T: LogKind + DeserializeOwned + Clone + PartialEq + Debug>() {

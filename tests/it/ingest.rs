@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use logbook::schema::{self, Source, TableDef};
+use logbook::schema::{self, ApiCall, LogKind, Source, TableDef, row_binary};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -911,14 +911,18 @@ async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
     };
     let data = files
         .iter()
-        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .find(|p| p.extension().is_some_and(|e| e == "rowbinary"))
         .expect("rows set aside");
-    let text = std::fs::read_to_string(data).unwrap();
-    assert_eq!(text.lines().count(), 2);
-    assert!(
-        text.contains("\"end_user\":\"first\"") && text.contains("\"end_user\":\"second\""),
-        "{text}"
-    );
+    // The insert's body as sent: the header naming the columns, then the two rows.
+    let bytes = std::fs::read(data).unwrap();
+    let header = row_binary::header(ApiCall::TABLE);
+    assert!(bytes.starts_with(&header));
+    let mut input = &bytes[header.len()..];
+    let users: Vec<String> = (0..2)
+        .map(|_| ApiCall::read_row(&mut input).unwrap().end_user)
+        .collect();
+    assert!(input.is_empty());
+    assert_eq!(users, ["first", "second"]);
     let error = std::fs::read_to_string(data.with_extension("error.json")).unwrap();
     assert!(error.contains("duration_ms"), "{error}");
     // The queue moved on: later requests are stored.

@@ -1,0 +1,1 @@
+// placeholder until the decoder's tests land
