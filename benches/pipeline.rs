@@ -54,14 +54,24 @@ const STAGES: [&str; 6] = [
 /// The stages the pipeline runs per queued record: view, route, encode.
 const PIPELINE_STAGES: std::ops::Range<usize> = 3..6;
 
-/// Inserts every table's rows of a batch one table after the other, as `Sink` does.
-async fn encode(client: &clickhouse::Client, mock: &Mock, rows: Rows, token: &str) {
-    for (table, rows) in rows.into_tables() {
+/// Inserts every table's rows of a batch one table after the other with `sink::insert`, and
+/// gives the buffers back for the next batch, as `Sink::write` does.
+async fn encode(client: &clickhouse::Client, mock: &Mock, rows: &mut Rows, token: &str) {
+    for (table, table_rows) in rows.take_tables() {
         let _control = mock.add(handlers::record_ddl());
-        sink::insert(client, table, &Bytes::from(rows.bytes), token)
-            .await
-            .unwrap();
+        let body = Bytes::from(table_rows.bytes);
+        sink::insert(client, table, &body, token).await.unwrap();
+        let mut buffer = body.try_into_mut().unwrap();
+        buffer.clear();
+        rows.give_back(table, buffer.into());
     }
+}
+
+/// What carries over from batch to batch: the queue position, and the emptied rows of the
+/// last batch for the next to fill (as the pipeline keeps them).
+struct State {
+    position: u64,
+    spare: Rows,
 }
 
 struct Round {
@@ -79,8 +89,9 @@ async fn round(
     mock: &Mock,
     batches: usize,
     max_rows: usize,
-    position: &mut u64,
+    state: &mut State,
 ) -> Round {
+    let State { position, spare } = state;
     let mut stage = [Duration::ZERO; 6];
     let mut records = 0u64;
     let mut total_rows = 0u64;
@@ -88,7 +99,7 @@ async fn round(
     let cpu = ThreadTime::now();
     let mut next = 0usize;
     for _ in 0..batches {
-        let mut rows = Rows::default();
+        let mut rows = std::mem::take(spare);
         let first = *position;
         while rows.len() < max_rows {
             let body = &bodies[next % bodies.len()];
@@ -127,7 +138,9 @@ async fn round(
         total_rows += rows.len() as u64;
         let token = format!("logbook-0000000000000007-{first}-{}", *position);
         let t5 = ThreadTime::now();
-        encode(client, mock, rows, &token).await;
+        encode(client, mock, &mut rows, &token).await;
+        rows.clear();
+        *spare = rows;
         let t6 = ThreadTime::now();
         // Each table's bytes are freed as its insert ends: counted in `encode`.
         stage[5] += t6.as_duration() - t5.as_duration();
@@ -197,7 +210,10 @@ pub fn main() {
                 Ok("none") => clickhouse::Compression::None,
                 _ => clickhouse::Compression::Lz4,
             });
-        let mut position = 0u64;
+        let mut state = State {
+            position: 0,
+            spare: Rows::default(),
+        };
         {
             // What one request turns into, for the report.
             let mut rows = Rows::default();
@@ -210,24 +226,27 @@ pub fn main() {
             route::logs(&view, Origin { queue_id: 7, position: 0 }, &mut rows);
             println!(
                 "workload: {per_request} records/request, {} bytes/request protobuf ({:.0} B/record), \
-                 {} otel_logs + {} typed rows, {} rejections, {} values redacted",
+                 {} otel_logs + {} typed rows ({:.0} + {:.0} B/record of RowBinary), {} rejections, \
+                 {} values redacted",
                 body_bytes / bodies.len(),
                 body_bytes as f64 / bodies.len() as f64 / per_request as f64,
                 rows.logs.rows,
                 rows.len() - rows.logs.rows,
+                rows.logs.bytes.len() as f64 / per_request as f64,
+                rows.typed.iter().map(|t| t.bytes.len()).sum::<usize>() as f64 / per_request as f64,
                 rows.rejections.len(),
                 redactions.values_redacted,
             );
         }
         // Warm-up: allocator, caches, the mock connection.
-        round(&bodies, &redactor, &client, mock, 2, max_rows, &mut position).await;
+        round(&bodies, &redactor, &client, mock, 2, max_rows, &mut state).await;
 
         let mut per_stage: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
         let mut totals = Vec::new();
         let mut rates = Vec::new();
         let mut cpu_share = Vec::new();
         for r in 0..rounds {
-            let result = round(&bodies, &redactor, &client, mock, batches, max_rows, &mut position).await;
+            let result = round(&bodies, &redactor, &client, mock, batches, max_rows, &mut state).await;
             let ns = |d: Duration| d.as_nanos() as f64 / result.records as f64;
             let total: f64 = result.stage.iter().map(|d| ns(*d)).sum();
             let wall_ns = ns(result.wall);

@@ -17,7 +17,7 @@ use crate::batch::{Batch, Limits};
 use crate::envelope::{Envelope, View};
 use crate::metrics::Metrics;
 use crate::queue::{Entry, Queue, QueueError};
-use crate::route::{self, Origin};
+use crate::route::{self, Origin, Rows};
 use crate::sink::{Sink, Stopped};
 
 /// A batch's range as stored in a queue marker: first and last position, little-endian.
@@ -91,6 +91,8 @@ impl Pipeline {
         }
         let mut reader = self.queue.reader();
         let mut batch: Option<Batch> = None;
+        // The rows of the last stored batch, emptied, for the next one to fill.
+        let mut spare = Rows::default();
         loop {
             self.observe_queue();
             let deadline = batch
@@ -109,17 +111,18 @@ impl Pipeline {
                 entry = reader.next() => Some(entry?),
             };
             let Some(entry) = entry else {
-                if let Some(full) = batch.take()
-                    && self.flush(full, queue_id, true, &stop).await.is_err()
-                {
-                    return halted(&stop);
+                if let Some(full) = batch.take() {
+                    match self.flush(full, queue_id, true, &stop).await {
+                        Ok(rows) => spare = rows,
+                        Err(Stopped) => return halted(&stop),
+                    }
                 }
                 continue;
             };
             let Entry::Data { pos, payload } = entry else {
                 continue;
             };
-            let current = batch.get_or_insert_with(|| Batch::new(pos));
+            let current = batch.get_or_insert_with(|| Batch::new(pos, std::mem::take(&mut spare)));
             self.route(
                 &payload,
                 Origin {
@@ -140,12 +143,9 @@ impl Pipeline {
             };
             if let Some(write_marker) = cut {
                 let full = batch.take().expect("a batch is open");
-                if self
-                    .flush(full, queue_id, write_marker, &stop)
-                    .await
-                    .is_err()
-                {
-                    return halted(&stop);
+                match self.flush(full, queue_id, write_marker, &stop).await {
+                    Ok(rows) => spare = rows,
+                    Err(Stopped) => return halted(&stop),
                 }
             }
         }
@@ -175,7 +175,7 @@ impl Pipeline {
         queue_id: u64,
         write_marker: bool,
         stop: &CancellationToken,
-    ) -> Result<(), Stopped> {
+    ) -> Result<Rows, Stopped> {
         batch.report_rejections(queue_id);
         if write_marker {
             let cut = encode_cut(batch.first, batch.last);
@@ -187,11 +187,12 @@ impl Pipeline {
         }
         self.metrics.batch_rows.observe(batch.rows.len() as f64);
         let (token, next) = (batch.token(queue_id), batch.last + 1);
-        self.sink.write(batch.rows, &token, stop).await?;
+        self.sink.write(&mut batch.rows, &token, stop).await?;
         if let Err(error) = self.queue.ack(next) {
             tracing::error!(%error, "cannot acknowledge a stored batch; it will be replayed and deduplicated");
         }
-        Ok(())
+        batch.rows.clear();
+        Ok(batch.rows)
     }
 
     fn observe_queue(&self) {

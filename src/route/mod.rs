@@ -17,11 +17,11 @@ use std::borrow::Cow;
 use uuid::Uuid;
 
 use crate::decode::{AnyValue, KeyValue, LogRecord, LogsRequest, Scope, Span, TracesRequest};
-use crate::schema::row_binary::{put_hex_id, put_str, put_varint};
+use crate::schema::row_binary::{hex_pair, put_hex_id, put_str, put_varint};
 use crate::schema::{
     KINDS, OTEL_LOGS, OTEL_TRACES, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow,
 };
-pub use values::{any_to_raw, any_to_text, hex_id, put_attributes};
+pub use values::{any_to_raw, any_to_text, hex_id, put_attributes, put_text};
 
 /// One table's rows of a batch, as RowBinary.
 #[derive(Debug, Default)]
@@ -77,12 +77,40 @@ impl Rows {
         }
     }
 
-    /// Every table that has rows, with its rows.
-    pub fn into_tables(self) -> impl Iterator<Item = (&'static TableDef, TableRows)> {
-        [(&OTEL_LOGS, self.logs), (&OTEL_TRACES, self.spans)]
-            .into_iter()
-            .chain(KINDS.iter().copied().zip(self.typed))
+    /// Moves out every table that has rows, buffer and all, for the sink.
+    pub fn take_tables(&mut self) -> Vec<(&'static TableDef, TableRows)> {
+        self.slots_mut()
             .filter(|(_, rows)| rows.rows > 0)
+            .map(|(table, rows)| (table, std::mem::take(rows)))
+            .collect()
+    }
+
+    /// Gives a table's buffer back once it is stored, emptied, so that the next batch fills
+    /// memory that is already there: growing fresh buffers for every batch cost more in page
+    /// faults than routing itself.
+    pub fn give_back(&mut self, table: &TableDef, mut bytes: Vec<u8>) {
+        if let Some((_, rows)) = self.slots_mut().find(|(t, _)| t.name == table.name) {
+            bytes.clear();
+            *rows = TableRows { bytes, rows: 0 };
+        }
+    }
+
+    /// Empties every table, keeping the buffers' memory.
+    pub fn clear(&mut self) {
+        for (_, rows) in self.slots_mut() {
+            rows.bytes.clear();
+            rows.rows = 0;
+        }
+        self.rejections.clear();
+    }
+
+    fn slots_mut(&mut self) -> impl Iterator<Item = (&'static TableDef, &mut TableRows)> {
+        [
+            (&OTEL_LOGS, &mut self.logs),
+            (&OTEL_TRACES, &mut self.spans),
+        ]
+        .into_iter()
+        .chain(KINDS.iter().copied().zip(self.typed.iter_mut()))
     }
 }
 
@@ -158,7 +186,7 @@ pub fn logs(request: &LogsRequest<'_>, origin: Origin, rows: &mut Rows) {
                 put_str(out, record.severity_text);
                 out.push(u8::try_from(record.severity_number).unwrap_or(0));
                 put_str(out, &resource.service);
-                put_str(out, &any_to_text(&record.body));
+                put_text(out, &record.body);
                 put_str(out, resource_logs.schema_url);
                 out.extend_from_slice(&resource.map);
                 put_str(out, scope_logs.schema_url);
@@ -346,8 +374,8 @@ struct Context<'a> {
     /// The record's or span's own attributes.
     attributes: &'a [KeyValue<'a>],
     resource: &'a ResourceParts<'a>,
-    /// Trace and span id, as bytes.
-    ids: (&'a [u8], &'a [u8]),
+    trace_id: Hex,
+    span_id: Hex,
     id: Uuid,
     table: &'static TableDef,
 }
@@ -363,7 +391,8 @@ impl<'a> Context<'a> {
         Context {
             attributes,
             resource,
-            ids,
+            trace_id: Hex::new(ids.0),
+            span_id: Hex::new(ids.1),
             id,
             table,
         }
@@ -377,18 +406,49 @@ impl<'a> Context<'a> {
     }
 
     /// The sources that do not depend on what the record is; `None` for the others.
-    fn get(&self, source: Source) -> Option<Raw<'a>> {
+    fn get(&self, source: Source) -> Option<Raw<'_>> {
         match source {
             Source::Attr(name) => self.attr(name),
-            Source::ServiceName => Some(Raw::Str(self.resource.service.clone())),
+            Source::ServiceName => Some(Raw::Str(Cow::Borrowed(&self.resource.service))),
             Source::Environment => environment(self.resource.attributes),
-            Source::TraceId => Some(Raw::Str(hex_id(self.ids.0).into())),
-            Source::SpanId => Some(Raw::Str(hex_id(self.ids.1).into())),
+            Source::TraceId => Some(Raw::Str(self.trace_id.as_str().into())),
+            Source::SpanId => Some(Raw::Str(self.span_id.as_str().into())),
             Source::RowId => find(self.attributes, "logbook.id")
                 .and_then(any_to_raw)
                 .or(Some(Raw::Id(self.id))),
             Source::OtherAttributes => Some(other_attributes(self.table, self.attributes)),
             Source::Body | Source::SeverityText | Source::SeverityNumber | Source::Time => None,
+        }
+    }
+}
+
+/// A trace or span id as lowercase hex, on the stack for ids of up to 32 bytes (W3C ids
+/// are 16 and 8): typed rows take both ids, and allocating them cost more than writing them.
+enum Hex {
+    Inline([u8; 64], usize),
+    Heap(String),
+}
+
+impl Hex {
+    fn new(id: &[u8]) -> Hex {
+        let mut buf = [0u8; 64];
+        if id.len() > buf.len() / 2 {
+            return Hex::Heap(hex_id(id));
+        }
+        // All zeros is no id: empty, as `hex_id` makes it.
+        if id.iter().all(|b| *b == 0) {
+            return Hex::Inline(buf, 0);
+        }
+        for (pair, b) in buf.chunks_exact_mut(2).zip(id) {
+            pair.copy_from_slice(&hex_pair(*b));
+        }
+        Hex::Inline(buf, 2 * id.len())
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Hex::Inline(buf, len) => std::str::from_utf8(&buf[..*len]).expect("hex digits"),
+            Hex::Heap(s) => s,
         }
     }
 }

@@ -64,7 +64,33 @@ pub fn put_attributes(out: &mut Vec<u8>, attributes: &[KeyValue<'_>]) {
     put_varint(out, attributes.len() as u64);
     for kv in attributes {
         put_str(out, kv.key);
-        put_str(out, &any_to_text(&kv.value));
+        put_text(out, &kv.value);
+    }
+}
+
+/// [`any_to_text`] as a RowBinary `String`; strings and integers (most values) without an
+/// intermediate `String`.
+pub fn put_text(out: &mut Vec<u8>, value: &AnyValue<'_>) {
+    match value {
+        AnyValue::String(s) => put_str(out, s),
+        AnyValue::Int(i) => {
+            let mut digits = [0u8; 20];
+            let mut rest = i.unsigned_abs();
+            let mut start = digits.len();
+            loop {
+                start -= 1;
+                digits[start] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+            let sign: &[u8] = if *i < 0 { b"-" } else { b"" };
+            put_varint(out, (sign.len() + digits.len() - start) as u64);
+            out.extend_from_slice(sign);
+            out.extend_from_slice(&digits[start..]);
+        }
+        other => put_str(out, &any_to_text(other)),
     }
 }
 
@@ -76,4 +102,33 @@ pub fn hex_id(bytes: &[u8]) -> String {
     let mut out = Vec::new();
     push_hex(&mut out, bytes);
     String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_written_as_the_collector_formats_it() {
+        let values = [
+            AnyValue::Int(0),
+            AnyValue::Int(-42),
+            AnyValue::Int(i64::MIN),
+            AnyValue::Int(i64::MAX),
+            AnyValue::String("s"),
+            AnyValue::Double(1.5),
+            AnyValue::Bool(false),
+            AnyValue::Empty,
+        ];
+        for value in values {
+            let (mut direct, mut via_text) = (Vec::new(), Vec::new());
+            put_text(&mut direct, &value);
+            put_str(&mut via_text, &any_to_text(&value));
+            assert_eq!(direct, via_text, "{value:?}");
+        }
+        assert_eq!(
+            any_to_text(&AnyValue::Int(i64::MIN)),
+            "-9223372036854775808"
+        );
+    }
 }

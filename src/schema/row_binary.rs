@@ -36,11 +36,19 @@ pub fn put_hex_id(out: &mut Vec<u8>, id: &[u8]) {
 
 /// Appends the lowercase hex digits of `bytes`.
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(2 * bytes.len());
     for b in bytes {
-        out.extend([DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
+        out.extend(hex_pair(*b));
     }
+}
+
+/// The two lowercase hex digits of a byte.
+pub fn hex_pair(byte: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [
+        DIGITS[usize::from(byte >> 4)],
+        DIGITS[usize::from(byte & 0xf)],
+    ]
 }
 
 /// A `UUID`: two little-endian 64-bit halves, high half first.

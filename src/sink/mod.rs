@@ -20,12 +20,12 @@ pub use dead_letter::DeadLetter;
 pub use retry::{Backoff, Failure, classify, error_code};
 
 use crate::metrics::Metrics;
-use crate::route::{Rows, TableRows};
+use crate::route::Rows;
 use crate::schema::TableDef;
 use crate::schema::row_binary;
 
 /// The size of the pieces a table's rows are sent (and compressed) in.
-const CHUNK_BYTES: usize = 1 << 20;
+const CHUNK_BYTES: usize = 1 << 18;
 
 /// The sink was asked to stop while ClickHouse was failing; the batch stays in the queue.
 #[derive(Debug, thiserror::Error)]
@@ -58,28 +58,42 @@ impl Sink {
     }
 
     /// Stores every table's `rows`, each table on its own task (compressing a table's rows is
-    /// CPU work, so tables spread over the runtime's threads). Returns once each table's rows
-    /// are in ClickHouse or set aside, or `Stopped` if `stop` fires while ClickHouse keeps
-    /// failing.
+    /// CPU work, so tables spread over the runtime's threads), and hands the emptied buffers
+    /// back to `rows`. Returns once each table's rows are in ClickHouse or set aside, or
+    /// `Stopped` if `stop` fires while ClickHouse keeps failing.
     pub async fn write(
         self: &Arc<Self>,
-        rows: Rows,
+        rows: &mut Rows,
         token: &str,
         stop: &CancellationToken,
     ) -> Result<(), Stopped> {
         let jobs: Vec<_> = rows
-            .into_tables()
-            .map(|(table, rows)| {
+            .take_tables()
+            .into_iter()
+            .map(|(table, table_rows)| {
                 let (sink, token, stop) = (Arc::clone(self), token.to_owned(), stop.clone());
-                tokio::spawn(async move { sink.table(table, rows, &token, &stop).await })
+                tokio::spawn(async move {
+                    let body = Bytes::from(table_rows.bytes);
+                    let stored = sink
+                        .table(table, &body, table_rows.rows, &token, &stop)
+                        .await;
+                    (table, stored, body)
+                })
             })
             .collect();
         // Every task is awaited, so none outlives the batch's outcome.
         let mut outcome = Ok(());
         for job in jobs {
             match job.await {
-                Ok(Ok(())) => {}
-                Ok(Err(Stopped)) => outcome = Err(Stopped),
+                Ok((table, stored, body)) => {
+                    if let Ok(mut buffer) = body.try_into_mut() {
+                        buffer.clear();
+                        rows.give_back(table, buffer.into());
+                    }
+                    if stored.is_err() {
+                        outcome = Err(Stopped);
+                    }
+                }
                 Err(error) => {
                     tracing::error!(%error, "a table's insert task failed; the batch stays in the queue");
                     outcome = Err(Stopped);
@@ -92,15 +106,16 @@ impl Sink {
     async fn table(
         &self,
         table: &'static TableDef,
-        rows: TableRows,
+        body: &Bytes,
+        count: usize,
         token: &str,
         stop: &CancellationToken,
     ) -> Result<(), Stopped> {
-        let (name, count, body) = (table.name, rows.rows, Bytes::from(rows.bytes));
+        let name = table.name;
         for attempt in 1u32.. {
             let started = Instant::now();
             let result =
-                tokio::time::timeout(self.timeout, insert(&self.client, table, &body, token)).await;
+                tokio::time::timeout(self.timeout, insert(&self.client, table, body, token)).await;
             let error = match result {
                 Ok(Ok(())) => {
                     self.metrics
@@ -122,7 +137,7 @@ impl Sink {
                 .with_label_values(&[name, &error_type])
                 .inc();
             if classify(&error) == Failure::Permanent {
-                self.set_aside(table, token, &body, count, &error);
+                self.set_aside(table, token, body, count, &error);
                 return Ok(());
             }
             let delay = self.backoff.delay(attempt);
