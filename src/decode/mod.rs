@@ -160,7 +160,7 @@ impl<'a> LogsRequest<'a> {
         let mut r = Reader::new(bytes);
         while let Some(key) = r.key()? {
             match split(key) {
-                (1, LEN) => push(&mut request.resource_logs, &mut r, key, resource_logs)?,
+                (1, LEN) => push(&mut request.resource_logs, &mut r, key, merge_resource_logs)?,
                 (1, _) => return Err(UNEXPECTED_WIRE_TYPE),
                 _ => r.skip(key)?,
             }
@@ -175,7 +175,12 @@ impl<'a> TracesRequest<'a> {
         let mut r = Reader::new(bytes);
         while let Some(key) = r.key()? {
             match split(key) {
-                (1, LEN) => push(&mut request.resource_spans, &mut r, key, resource_spans)?,
+                (1, LEN) => push(
+                    &mut request.resource_spans,
+                    &mut r,
+                    key,
+                    merge_resource_spans,
+                )?,
                 (1, _) => return Err(UNEXPECTED_WIRE_TYPE),
                 _ => r.skip(key)?,
             }
@@ -193,12 +198,24 @@ fn split(key: u32) -> (u32, u32) {
 /// A cursor over the body of one message.
 struct Reader<'a> {
     buf: &'a [u8],
+    /// All of the message body as text, when it is valid UTF-8: string fields are then sliced
+    /// from it rather than validated one by one. `buf` is always a suffix of its bytes.
+    text: Option<&'a str>,
 }
 
 impl<'a> Reader<'a> {
     #[inline]
     fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
+        Reader { buf, text: None }
+    }
+
+    /// A reader of `text`'s bytes that takes its string fields from `text`.
+    #[inline]
+    fn text(text: &'a str) -> Self {
+        Reader {
+            buf: text.as_bytes(),
+            text: Some(text),
+        }
     }
 
     /// The next field's key, or `None` at the end of the message.
@@ -207,7 +224,7 @@ impl<'a> Reader<'a> {
         match self.buf.split_first() {
             None => Ok(None),
             // One byte: fields 1 to 15; field number 0 is invalid.
-            Some((&byte, rest)) if byte < 0x80 && byte >= 8 => {
+            Some((&byte @ 8..0x80, rest)) => {
                 self.buf = rest;
                 Ok(Some(u32::from(byte)))
             }
@@ -281,7 +298,24 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn str(&mut self) -> Result<&'a str, DecodeError> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| INVALID_UTF8)
+        let (bytes, text) = self.bytes_and_text()?;
+        match text {
+            Some(text) => Ok(text),
+            None => std::str::from_utf8(bytes).map_err(|_| INVALID_UTF8),
+        }
+    }
+
+    /// A length-delimited field's contents, and the same as text if the whole message is text
+    /// and the field starts and ends on character boundaries.
+    #[inline]
+    fn bytes_and_text(&mut self) -> Result<(&'a [u8], Option<&'a str>), DecodeError> {
+        let bytes = self.bytes()?;
+        let text = self.text.and_then(|text| {
+            // `bytes` ends where the rest of the buffer starts.
+            let end = text.len().checked_sub(self.buf.len())?;
+            text.get(end.checked_sub(bytes.len())?..end)
+        });
+        Ok((bytes, text))
     }
 
     /// Skips a field that the message does not define (callers reject known fields with the
@@ -299,22 +333,28 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes the length-delimited field at `r` (whose key was `key`) with `decode` and appends it
-/// to `values`. When `values` is full, first reserves room for the whole run of fields with this
-/// key that starts here (encoders write a repeated field's elements together), so that a Vec is
-/// allocated once rather than grown 4, 8, 16...
-#[inline]
-fn push<'a, T>(
+/// Appends a default `T` to `values` and merges the length-delimited field at `r` (whose key
+/// was `key`) into it with `merge`: decoding in place saves moving every element, and
+/// `resize_with` builds the default in place where `push` would copy it from the stack. When
+/// `values` is full, first reserves room for the whole run of fields with this key that starts
+/// here (encoders write a repeated field's elements together), so that a Vec is allocated once
+/// rather than grown 4, 8, 16...
+#[inline(always)]
+fn push<'a, T: Default>(
     values: &mut Vec<T>,
     r: &mut Reader<'a>,
     key: u32,
-    decode: impl FnOnce(&'a [u8]) -> Result<T, DecodeError>,
+    merge: impl FnOnce(&mut T, &'a [u8]) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     if values.len() == values.capacity() {
         values.reserve(run_len(r.buf, key));
     }
-    values.push(decode(r.bytes()?)?);
-    Ok(())
+    let body = r.bytes()?;
+    values.resize_with(values.len() + 1, T::default);
+    match values.last_mut() {
+        Some(value) => merge(value, body),
+        None => Ok(()),
+    }
 }
 
 /// How many length-delimited fields with key `key` follow one another from `rest`, which starts
@@ -341,46 +381,43 @@ fn run_len(mut rest: &[u8], key: u32) -> usize {
     }
 }
 
-fn resource_logs(body: &[u8]) -> Result<ResourceLogs<'_>, DecodeError> {
-    let mut out = ResourceLogs::default();
+fn merge_resource_logs<'a>(out: &mut ResourceLogs<'a>, body: &'a [u8]) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
             (1, LEN) => merge_resource(&mut out.resource, r.bytes()?)?,
-            (2, LEN) => push(&mut out.scope_logs, &mut r, key, scope_logs)?,
+            (2, LEN) => push(&mut out.scope_logs, &mut r, key, merge_scope_logs)?,
             (3, LEN) => out.schema_url = r.str()?,
             (1..=3, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn scope_logs(body: &[u8]) -> Result<ScopeLogs<'_>, DecodeError> {
-    let mut out = ScopeLogs::default();
+fn merge_scope_logs<'a>(out: &mut ScopeLogs<'a>, body: &'a [u8]) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
             (1, LEN) => merge_scope(&mut out.scope, r.bytes()?)?,
-            (2, LEN) => push(&mut out.log_records, &mut r, key, log_record)?,
+            (2, LEN) => push(&mut out.log_records, &mut r, key, merge_log_record)?,
             (3, LEN) => out.schema_url = r.str()?,
             (1..=3, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn log_record(body: &[u8]) -> Result<LogRecord<'_>, DecodeError> {
-    let mut out = LogRecord::default();
+fn merge_log_record<'a>(out: &mut LogRecord<'a>, body: &'a [u8]) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
             (1, I64) => out.time_unix_nano = r.fixed64()?,
             (2, VARINT) => out.severity_number = r.varint()? as i32,
             (3, LEN) => out.severity_text = r.str()?,
-            (5, LEN) => merge_any_value(&mut out.body, r.bytes()?, 0)?,
-            (6, LEN) => push(&mut out.attributes, &mut r, key, key_value_top)?,
+            (5, LEN) => merge_any_value(&mut out.body, r.bytes()?, None, 0)?,
+            (6, LEN) => push(&mut out.attributes, &mut r, key, merge_key_value_top)?,
             // dropped_attributes_count
             (7, VARINT) => _ = r.varint()?,
             (8, I32) => out.flags = r.fixed32()?,
@@ -388,45 +425,46 @@ fn log_record(body: &[u8]) -> Result<LogRecord<'_>, DecodeError> {
             (10, LEN) => out.span_id = r.bytes()?,
             (11, I64) => out.observed_time_unix_nano = r.fixed64()?,
             (12, LEN) => out.event_name = r.str()?,
-            (1..=12, _) => return Err(UNEXPECTED_WIRE_TYPE),
+            // Field 4 is reserved, so skipped like any unknown field.
+            (1..=3 | 5..=12, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn resource_spans(body: &[u8]) -> Result<ResourceSpans<'_>, DecodeError> {
-    let mut out = ResourceSpans::default();
+fn merge_resource_spans<'a>(
+    out: &mut ResourceSpans<'a>,
+    body: &'a [u8],
+) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
             (1, LEN) => merge_resource(&mut out.resource, r.bytes()?)?,
-            (2, LEN) => push(&mut out.scope_spans, &mut r, key, scope_spans)?,
+            (2, LEN) => push(&mut out.scope_spans, &mut r, key, merge_scope_spans)?,
             (3, LEN) => out.schema_url = r.str()?,
             (1..=3, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn scope_spans(body: &[u8]) -> Result<ScopeSpans<'_>, DecodeError> {
-    let mut out = ScopeSpans::default();
+fn merge_scope_spans<'a>(out: &mut ScopeSpans<'a>, body: &'a [u8]) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
             (1, LEN) => merge_scope(&mut out.scope, r.bytes()?)?,
-            (2, LEN) => push(&mut out.spans, &mut r, key, span)?,
+            (2, LEN) => push(&mut out.spans, &mut r, key, merge_span)?,
             (3, LEN) => out.schema_url = r.str()?,
             (1..=3, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn span(body: &[u8]) -> Result<Span<'_>, DecodeError> {
-    let mut out = Span::default();
+fn merge_span<'a>(out: &mut Span<'a>, body: &'a [u8]) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
@@ -438,9 +476,9 @@ fn span(body: &[u8]) -> Result<Span<'_>, DecodeError> {
             (6, VARINT) => out.kind = r.varint()? as i32,
             (7, I64) => out.start_time_unix_nano = r.fixed64()?,
             (8, I64) => out.end_time_unix_nano = r.fixed64()?,
-            (9, LEN) => push(&mut out.attributes, &mut r, key, key_value_top)?,
-            (11, LEN) => push(&mut out.events, &mut r, key, event)?,
-            (13, LEN) => push(&mut out.links, &mut r, key, link)?,
+            (9, LEN) => push(&mut out.attributes, &mut r, key, merge_key_value_top)?,
+            (11, LEN) => push(&mut out.events, &mut r, key, merge_event)?,
+            (13, LEN) => push(&mut out.links, &mut r, key, merge_link)?,
             (15, LEN) => merge_status(&mut out.status, r.bytes()?)?,
             (16, I32) => out.flags = r.fixed32()?,
             // dropped_attributes_count, dropped_events_count, dropped_links_count
@@ -449,35 +487,33 @@ fn span(body: &[u8]) -> Result<Span<'_>, DecodeError> {
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn event(body: &[u8]) -> Result<Event<'_>, DecodeError> {
-    let mut out = Event::default();
+fn merge_event<'a>(out: &mut Event<'a>, body: &'a [u8]) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
             (1, I64) => out.time_unix_nano = r.fixed64()?,
             (2, LEN) => out.name = r.str()?,
-            (3, LEN) => push(&mut out.attributes, &mut r, key, key_value_top)?,
+            (3, LEN) => push(&mut out.attributes, &mut r, key, merge_key_value_top)?,
             // dropped_attributes_count
             (4, VARINT) => _ = r.varint()?,
             (1..=4, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn link(body: &[u8]) -> Result<Link<'_>, DecodeError> {
-    let mut out = Link::default();
+fn merge_link<'a>(out: &mut Link<'a>, body: &'a [u8]) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
             (1, LEN) => out.trace_id = r.bytes()?,
             (2, LEN) => out.span_id = r.bytes()?,
             (3, LEN) => out.trace_state = r.str()?,
-            (4, LEN) => push(&mut out.attributes, &mut r, key, key_value_top)?,
+            (4, LEN) => push(&mut out.attributes, &mut r, key, merge_key_value_top)?,
             // dropped_attributes_count
             (5, VARINT) => _ = r.varint()?,
             (6, I32) => out.flags = r.fixed32()?,
@@ -485,7 +521,7 @@ fn link(body: &[u8]) -> Result<Link<'_>, DecodeError> {
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Merges a `Status` into `out`, as protobuf merges a singular message seen twice.
@@ -511,7 +547,7 @@ fn merge_resource<'a>(
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
-            (1, LEN) => push(attributes, &mut r, key, key_value_top)?,
+            (1, LEN) => push(attributes, &mut r, key, merge_key_value_top)?,
             // dropped_attributes_count
             (2, VARINT) => _ = r.varint()?,
             // entity_refs: not kept, but checked as prost would.
@@ -543,7 +579,7 @@ fn merge_scope<'a>(out: &mut Scope<'a>, body: &'a [u8]) -> Result<(), DecodeErro
         match split(key) {
             (1, LEN) => out.name = r.str()?,
             (2, LEN) => out.version = r.str()?,
-            (3, LEN) => push(&mut out.attributes, &mut r, key, key_value_top)?,
+            (3, LEN) => push(&mut out.attributes, &mut r, key, merge_key_value_top)?,
             // dropped_attributes_count
             (4, VARINT) => _ = r.varint()?,
             (1..=4, _) => return Err(UNEXPECTED_WIRE_TYPE),
@@ -553,28 +589,45 @@ fn merge_scope<'a>(out: &mut Scope<'a>, body: &'a [u8]) -> Result<(), DecodeErro
     Ok(())
 }
 
-/// A `KeyValue` outside any array or key-value list.
+/// Merges a `KeyValue` outside any array or key-value list into `out`.
 #[inline]
-fn key_value_top(body: &[u8]) -> Result<KeyValue<'_>, DecodeError> {
-    key_value(body, 0)
+fn merge_key_value_top<'a>(out: &mut KeyValue<'a>, body: &'a [u8]) -> Result<(), DecodeError> {
+    merge_key_value(out, body, 0)
 }
 
-/// A `KeyValue` inside `depth` arrays and key-value lists.
-#[inline]
-fn key_value(body: &[u8], depth: u32) -> Result<KeyValue<'_>, DecodeError> {
-    let mut out = KeyValue::default();
-    let mut r = Reader::new(body);
+/// Merges a `KeyValue` inside `depth` arrays and key-value lists into `out`.
+#[inline(always)]
+fn merge_key_value<'a>(
+    out: &mut KeyValue<'a>,
+    body: &'a [u8],
+    depth: u32,
+) -> Result<(), DecodeError> {
+    // Most attributes are a key and a string value with one-byte lengths, so the whole
+    // KeyValue is UTF-8: validating it once is cheaper than validating key and value apart.
+    // Only outside key-value lists, so that no byte is validated more than twice.
+    let text = if depth == 0 {
+        std::str::from_utf8(body).ok()
+    } else {
+        None
+    };
+    let mut r = match text {
+        Some(text) => Reader::text(text),
+        None => Reader::new(body),
+    };
     while let Some(key) = r.key()? {
         match split(key) {
             (1, LEN) => out.key = r.str()?,
-            (2, LEN) => merge_any_value(&mut out.value, r.bytes()?, depth)?,
+            (2, LEN) => {
+                let (value, text) = r.bytes_and_text()?;
+                merge_any_value(&mut out.value, value, text, depth)?;
+            }
             // key_strindex: profiles only.
             (3, VARINT) => _ = r.varint()?,
             (1..=3, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Merges an `AnyValue` (inside `depth` arrays and key-value lists) into `out`, as prost does:
@@ -583,9 +636,13 @@ fn key_value(body: &[u8], depth: u32) -> Result<KeyValue<'_>, DecodeError> {
 fn merge_any_value<'a>(
     out: &mut AnyValue<'a>,
     body: &'a [u8],
+    text: Option<&'a str>,
     depth: u32,
 ) -> Result<(), DecodeError> {
-    let mut r = Reader::new(body);
+    let mut r = match text {
+        Some(text) => Reader::text(text),
+        None => Reader::new(body),
+    };
     while let Some(key) = r.key()? {
         match split(key) {
             (1, LEN) => *out = AnyValue::String(r.str()?),
@@ -634,10 +691,8 @@ fn merge_array<'a>(
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
-            (1, LEN) => push(values, &mut r, key, |body| {
-                let mut value = AnyValue::Empty;
-                merge_any_value(&mut value, body, depth)?;
-                Ok(value)
+            (1, LEN) => push(values, &mut r, key, |value, body| {
+                merge_any_value(value, body, None, depth)
             })?,
             (1, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
@@ -655,7 +710,9 @@ fn merge_kvlist<'a>(
     let mut r = Reader::new(body);
     while let Some(key) = r.key()? {
         match split(key) {
-            (1, LEN) => push(values, &mut r, key, |body| key_value(body, depth))?,
+            (1, LEN) => push(values, &mut r, key, |kv, body| {
+                merge_key_value(kv, body, depth)
+            })?,
             (1, _) => return Err(UNEXPECTED_WIRE_TYPE),
             _ => r.skip(key)?,
         }

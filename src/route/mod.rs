@@ -21,7 +21,7 @@ use crate::schema::row_binary::{hex_pair, put_hex_id, put_str, put_varint};
 use crate::schema::{
     KINDS, OTEL_LOGS, OTEL_TRACES, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow,
 };
-pub use values::{any_to_raw, any_to_text, hex_id, put_attributes, put_text};
+use values::{any_to_raw, any_to_text, hex_id, put_attributes, put_text};
 
 /// One table's rows of a batch, as RowBinary.
 #[derive(Debug, Default)]
