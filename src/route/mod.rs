@@ -265,7 +265,7 @@ fn route_typed(kind: usize, view: &dyn RecordView, time: Ts, rows: &mut Rows) {
 
 /// Writes the `otel_traces` row of a span.
 fn span_row(out: &mut Vec<u8>, span: &Span<'_>, resource: &ResourceParts<'_>, scope: &Scope<'_>) {
-    const KINDS: [&str; 6] = [
+    const SPAN_KINDS: [&str; 6] = [
         "Unspecified",
         "Internal",
         "Server",
@@ -276,8 +276,8 @@ fn span_row(out: &mut Vec<u8>, span: &Span<'_>, resource: &ResourceParts<'_>, sc
     const STATUS_CODES: [&str; 3] = ["Unset", "Ok", "Error"];
     let kind = usize::try_from(span.kind)
         .ok()
-        .and_then(|k| KINDS.get(k))
-        .unwrap_or(&KINDS[0]);
+        .and_then(|k| SPAN_KINDS.get(k))
+        .unwrap_or(&SPAN_KINDS[0]);
     let status_code = usize::try_from(span.status.code)
         .ok()
         .and_then(|c| STATUS_CODES.get(c))
@@ -301,33 +301,24 @@ fn span_row(out: &mut Vec<u8>, span: &Span<'_>, resource: &ResourceParts<'_>, sc
     put_str(out, status_code);
     put_str(out, span.status.message);
     // Events and Links are Nested: one array per sub-column.
-    put_varint(out, span.events.len() as u64);
-    for event in &span.events {
-        out.extend_from_slice(&nanos(event.time_unix_nano).0.to_le_bytes());
-    }
-    put_varint(out, span.events.len() as u64);
-    for event in &span.events {
-        put_str(out, event.name);
-    }
-    put_varint(out, span.events.len() as u64);
-    for event in &span.events {
-        put_attributes(out, &event.attributes);
-    }
-    put_varint(out, span.links.len() as u64);
-    for link in &span.links {
-        put_hex_id(out, link.trace_id);
-    }
-    put_varint(out, span.links.len() as u64);
-    for link in &span.links {
-        put_hex_id(out, link.span_id);
-    }
-    put_varint(out, span.links.len() as u64);
-    for link in &span.links {
-        put_str(out, link.trace_state);
-    }
-    put_varint(out, span.links.len() as u64);
-    for link in &span.links {
-        put_attributes(out, &link.attributes);
+    let events = &span.events;
+    put_array(out, events, |out, e| {
+        out.extend_from_slice(&nanos(e.time_unix_nano).0.to_le_bytes())
+    });
+    put_array(out, events, |out, e| put_str(out, e.name));
+    put_array(out, events, |out, e| put_attributes(out, &e.attributes));
+    let links = &span.links;
+    put_array(out, links, |out, l| put_hex_id(out, l.trace_id));
+    put_array(out, links, |out, l| put_hex_id(out, l.span_id));
+    put_array(out, links, |out, l| put_str(out, l.trace_state));
+    put_array(out, links, |out, l| put_attributes(out, &l.attributes));
+}
+
+/// An `Array` of one value per item.
+fn put_array<T>(out: &mut Vec<u8>, items: &[T], mut put: impl FnMut(&mut Vec<u8>, &T)) {
+    put_varint(out, items.len() as u64);
+    for item in items {
+        put(out, item);
     }
 }
 

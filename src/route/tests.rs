@@ -347,7 +347,8 @@ fn server_log_fields_hold_the_unmapped_attributes_and_severity_is_named() {
 
 #[test]
 fn spans_keep_nested_events_and_links() {
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, span::Event};
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -372,6 +373,16 @@ fn spans_keep_nested_events_and_links() {
                         attributes: vec![kv("exception.message", s("boom"))],
                         ..Default::default()
                     }],
+                    links: vec![
+                        Link {
+                            trace_id: vec![3; 16],
+                            span_id: vec![4; 8],
+                            trace_state: "k=v".into(),
+                            attributes: vec![kv("why", s("retry"))],
+                            ..Default::default()
+                        },
+                        Link::default(),
+                    ],
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -393,6 +404,18 @@ fn spans_keep_nested_events_and_links() {
         span.events_attributes[0],
         vec![("exception.message".into(), "boom".into())]
     );
+    assert_eq!(span.events_timestamp, vec![Ts(2_000)]);
+    assert_eq!(span.links_trace_id, vec!["03".repeat(16), String::new()]);
+    assert_eq!(span.links_span_id, vec!["04".repeat(8), String::new()]);
+    assert_eq!(
+        span.links_trace_state,
+        vec!["k=v".to_owned(), String::new()]
+    );
+    assert_eq!(
+        span.links_attributes,
+        vec![vec![("why".into(), "retry".into())], vec![]]
+    );
+    assert_eq!(span.parent_span_id, "");
 }
 
 #[test]
