@@ -954,6 +954,60 @@ async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
     );
 }
 
+/// Rows are sent with their column types (`RowBinaryWithNamesAndTypes`): a table whose column
+/// type changed under logbook refuses them instead of reading the bytes as the new type.
+#[tokio::test]
+async fn rows_whose_column_type_drifted_are_refused_not_misread() {
+    let db = test_db("ingest_type_drift").await;
+    let logbook = Logbook::start(&db, FAST).await;
+    db.client
+        .query("ALTER TABLE api_calls MODIFY COLUMN status_code UInt64")
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(
+        send_logs(
+            &logbook,
+            Transport::HttpProtobuf,
+            &request("drift", vec![api_call("drift-bot", "u")])
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        wait_for(
+            &db,
+            "otel_logs",
+            "ServiceName = 'drift'",
+            1,
+            Duration::from_secs(10)
+        )
+        .await,
+        1
+    );
+    let dead_letter = logbook.dir.path().join("queue").join("dead-letter");
+    let started = Instant::now();
+    let error = loop {
+        let error = std::fs::read_dir(&dead_letter)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".error.json"));
+        if let Some(path) = error {
+            break std::fs::read_to_string(path).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing set aside: {}",
+            logbook.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("status_code"), "{error}");
+    assert_eq!(count_where(&db, "api_calls", "bot = 'drift-bot'").await, 0);
+}
+
 #[tokio::test]
 async fn logbook_exports_its_own_logs_when_telemetry_is_on() {
     let db = test_db("ingest_own_telemetry").await;
