@@ -898,23 +898,9 @@ async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
         .await,
         2
     );
-    let dead_letter = logbook.dir.path().join("queue").join("dead-letter");
-    let started = Instant::now();
-    let files = loop {
-        let files: Vec<_> = std::fs::read_dir(&dead_letter)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        if files.len() >= 2 || started.elapsed() > Duration::from_secs(10) {
-            break files;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let data = files
-        .iter()
-        .find(|p| p.extension().is_some_and(|e| e == "rowbinary"))
-        .expect("rows set aside");
+    let data = set_aside_file(&logbook).await;
     // The insert's body as sent: the header naming the columns, then the two rows.
-    let bytes = std::fs::read(data).unwrap();
+    let bytes = std::fs::read(&data).unwrap();
     let header = row_binary::header(ApiCall::TABLE);
     assert!(bytes.starts_with(&header));
     let mut input = &bytes[header.len()..];
@@ -954,6 +940,31 @@ async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
     );
 }
 
+/// The data file of the batch logbook set aside, once it and its error file are written.
+async fn set_aside_file(logbook: &Logbook) -> std::path::PathBuf {
+    let dir = logbook.dir.path().join("queue").join("dead-letter");
+    let started = Instant::now();
+    loop {
+        let data = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "rowbinary"));
+        if let Some(data) = data
+            && data.with_extension("error.json").exists()
+        {
+            return data;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing set aside: {}",
+            logbook.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Rows are sent with their column types (`RowBinaryWithNamesAndTypes`): a table whose column
 /// type changed under logbook refuses them instead of reading the bytes as the new type.
 #[tokio::test]
@@ -985,25 +996,8 @@ async fn rows_whose_column_type_drifted_are_refused_not_misread() {
         .await,
         1
     );
-    let dead_letter = logbook.dir.path().join("queue").join("dead-letter");
-    let started = Instant::now();
-    let error = loop {
-        let error = std::fs::read_dir(&dead_letter)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with(".error.json"));
-        if let Some(path) = error {
-            break std::fs::read_to_string(path).unwrap();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nothing set aside: {}",
-            logbook.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let data = set_aside_file(&logbook).await;
+    let error = std::fs::read_to_string(data.with_extension("error.json")).unwrap();
     assert!(error.contains("status_code"), "{error}");
     assert_eq!(count_where(&db, "api_calls", "bot = 'drift-bot'").await, 0);
 }
