@@ -1,9 +1,11 @@
 //! logbook: receives OpenTelemetry logs and traces from backend services and stores them in
 //! ClickHouse, one typed table per kind of log, with retention, alerts and dashboards.
 //!
-//! Data flows one way: receive → decode → route to a log kind → batch → durable queue → sink.
-//! Today's modules: [`config`], [`logging`] (logbook's own logs), [`schema`] (every table,
-//! defined once), [`store`] (ClickHouse client, migrations, retention) and [`serve`].
+//! Data flows one way: [`receive`] (decode, [`redact`]) → durable [`queue`] → [`decode`] (the
+//! queued request read in place) → [`route`] to a log kind, as RowBinary → [`batch`] →
+//! [`sink`]; [`pipeline`] drives the part after the queue. Around it: [`config`], [`logging`]
+//! (logbook's own logs), [`schema`] (every table, defined once), [`store`] (ClickHouse client,
+//! migrations, retention), [`telemetry`] (the emitting side), [`demo`] and [`serve`].
 
 pub mod batch;
 pub mod config;

@@ -182,7 +182,7 @@ impl Sink {
     }
 }
 
-/// One insert of a table's RowBinary rows, in pieces of [`CHUNK_BYTES`], named by the batch's
+/// One insert of a table's RowBinary rows, in pieces of 256 KiB, named by the batch's
 /// deduplication token.
 pub async fn insert(
     client: &clickhouse::Client,
