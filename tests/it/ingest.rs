@@ -878,26 +878,12 @@ async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
         .execute()
         .await
         .unwrap();
+    // otel_logs is another table of the same batch: it is stored all the same.
     let records = vec![
         api_call("dead-bot", "first"),
         api_call("dead-bot", "second"),
     ];
-    assert_eq!(
-        send_logs(&logbook, Transport::HttpProtobuf, &request("dl", records)).await,
-        200
-    );
-    // otel_logs is another table of the same batch: it is stored all the same.
-    assert_eq!(
-        wait_for(
-            &db,
-            "otel_logs",
-            "ServiceName = 'dl'",
-            2,
-            Duration::from_secs(10)
-        )
-        .await,
-        2
-    );
+    send_and_store(&db, &logbook, Transport::HttpProtobuf, "dl", records).await;
     let data = set_aside_file(&logbook).await;
     // The insert's body as sent: the header naming the columns, then the two rows.
     let bytes = std::fs::read(&data).unwrap();
@@ -912,31 +898,39 @@ async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
     let error = std::fs::read_to_string(data.with_extension("error.json")).unwrap();
     assert!(error.contains("duration_ms"), "{error}");
     // The queue moved on: later requests are stored.
-    assert_eq!(
-        send_logs(
-            &logbook,
-            Transport::Grpc,
-            &request("dl-after", vec![api_call("x", "y")])
-        )
-        .await,
-        200
-    );
-    assert_eq!(
-        wait_for(
-            &db,
-            "otel_logs",
-            "ServiceName = 'dl-after'",
-            1,
-            Duration::from_secs(10)
-        )
-        .await,
-        1
-    );
+    send_and_store(
+        &db,
+        &logbook,
+        Transport::Grpc,
+        "dl-after",
+        vec![api_call("x", "y")],
+    )
+    .await;
     assert!(
         logbook
             .metrics()
             .await
             .contains("logbook_dead_letter_batches_total{table=\"api_calls\"}")
+    );
+}
+
+/// Sends `records` as service `service` and waits until their `otel_logs` rows are stored.
+async fn send_and_store(
+    db: &TestDb,
+    logbook: &Logbook,
+    transport: Transport,
+    service: &str,
+    records: Vec<LogRecord>,
+) {
+    let count = records.len() as u64;
+    assert_eq!(
+        send_logs(logbook, transport, &request(service, records)).await,
+        200
+    );
+    let condition = format!("ServiceName = '{service}'");
+    assert_eq!(
+        wait_for(db, "otel_logs", &condition, count, Duration::from_secs(10)).await,
+        count
     );
 }
 
@@ -976,26 +970,8 @@ async fn rows_whose_column_type_drifted_are_refused_not_misread() {
         .execute()
         .await
         .unwrap();
-    assert_eq!(
-        send_logs(
-            &logbook,
-            Transport::HttpProtobuf,
-            &request("drift", vec![api_call("drift-bot", "u")])
-        )
-        .await,
-        200
-    );
-    assert_eq!(
-        wait_for(
-            &db,
-            "otel_logs",
-            "ServiceName = 'drift'",
-            1,
-            Duration::from_secs(10)
-        )
-        .await,
-        1
-    );
+    let records = vec![api_call("drift-bot", "u")];
+    send_and_store(&db, &logbook, Transport::HttpProtobuf, "drift", records).await;
     let data = set_aside_file(&logbook).await;
     let error = std::fs::read_to_string(data.with_extension("error.json")).unwrap();
     assert!(error.contains("status_code"), "{error}");
