@@ -15,6 +15,7 @@ use crate::ingest::receive::{Intake, grpc, http};
 use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
 use crate::metrics::Metrics;
+use crate::settings::SettingsStore;
 use crate::store::{self, probe::ClickhouseStatus};
 
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
@@ -86,7 +87,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut pipeline = tokio::spawn(
         Pipeline::new(queue.clone(), sink, limits, metrics.clone()).run(stop_pipeline.clone()),
     );
-    let jobs = [
+    let settings = Arc::new(SettingsStore::new(
+        client.clone(),
+        config.clickhouse.request_timeout,
+    ));
+    let jobs = vec![
+        tokio::spawn({
+            let (settings, stop) = (settings.clone(), stop_jobs.clone());
+            let interval = config.settings.refresh_interval;
+            async move { settings.run(interval, stop).await }
+        }),
         tokio::spawn({
             let (client, metrics, stop) = (client.clone(), metrics.clone(), stop_jobs.clone());
             let (timeout, interval) = (
@@ -106,7 +116,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }),
         tokio::spawn({
-            let (config, metrics, stop) = (config.clone(), metrics.clone(), stop_jobs.clone());
+            let (client, config, metrics, stop) = (
+                client.clone(),
+                config.clone(),
+                metrics.clone(),
+                stop_jobs.clone(),
+            );
             async move { store::size_cap::run(client, config, &metrics, stop).await }
         }),
     ];
