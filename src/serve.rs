@@ -15,6 +15,9 @@ use crate::ingest::receive::{Intake, grpc, http};
 use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::notify::clock::SystemClock;
+use crate::notify::metrics::NotifyMetrics;
 use crate::settings::SettingsStore;
 use crate::store::{self, probe::ClickhouseStatus};
 
@@ -91,7 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client.clone(),
         config.clickhouse.request_timeout,
     ));
-    let jobs = vec![
+    let mut jobs = vec![
         tokio::spawn({
             let (settings, stop) = (settings.clone(), stop_jobs.clone());
             let interval = config.settings.refresh_interval;
@@ -125,6 +128,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             async move { store::size_cap::run(client, config, &metrics, stop).await }
         }),
     ];
+    if config.notify.active() {
+        let notifier = Notifier::new(
+            client.clone(),
+            config.clickhouse.request_timeout,
+            &config.notify,
+            settings.clone(),
+            Arc::new(SystemClock),
+            NotifyMetrics::new(&metrics.registry),
+        )?;
+        jobs.push(tokio::spawn(notifier.run(stop_jobs.clone())));
+    }
 
     let (logs_service, traces_service) = grpc::services(intake.clone());
     // Bounds the requests decoded at once, so memory stays bounded however many senders push.

@@ -5,6 +5,7 @@
 pub mod ddl;
 pub mod dictionary;
 pub mod insert;
+pub mod notify;
 mod otel;
 pub mod settings;
 
@@ -16,7 +17,12 @@ pub fn tables() -> impl Iterator<Item = &'static TableDef> {
     [&OTEL_LOGS, &OTEL_TRACES, &OTEL_TRACES_TRACE_ID_TS, &ERRORS]
         .into_iter()
         .chain(KINDS.iter().copied())
-        .chain([&settings::SETTINGS])
+        .chain([
+            &settings::SETTINGS,
+            &notify::NOTIFICATIONS,
+            &notify::NOTIFY_STATE,
+            &notify::NOTIFY_CLAIMS,
+        ])
 }
 
 /// Looks a table up by name.

@@ -4,7 +4,8 @@
 
 use super::{ColumnDef, FieldValue, IndexDef, Presence, Role, TableDef, days};
 
-const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> ColumnDef {
+/// A column of a table logbook does not route into (no source, optional, shown).
+pub(super) const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> ColumnDef {
     ColumnDef {
         name,
         ch_type,

@@ -1,19 +1,8 @@
 //! The `settings` table: logbook's run-time settings (log level, retention, notifications),
 //! shared by every replica. See `crate::settings` for how it is read and written.
 
-use super::{ColumnDef, Presence, Role, TableDef};
-
-const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> ColumnDef {
-    ColumnDef {
-        name,
-        ch_type,
-        doc,
-        source: None,
-        presence: Presence::Optional,
-        role: Role::Plain,
-        one_of: &[],
-    }
-}
+use super::otel::col;
+use super::{ColumnDef, Role, TableDef};
 
 pub const SETTINGS: TableDef = TableDef {
     name: "settings",

@@ -360,6 +360,6 @@ mod tests {
     }
 
     const FINGERPRINT_V1: u64 = 5238660490372325930;
-    /// V2: the `settings` table.
-    const FINGERPRINT_V2: u64 = 687257128545045605;
+    /// V2: the `settings` table and the notifier's tables.
+    const FINGERPRINT_V2: u64 = 446429795107249296;
 }

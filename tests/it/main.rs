@@ -7,6 +7,8 @@ mod engine;
 mod harness;
 mod ingest;
 mod logbook;
+mod notify;
 mod schema;
 mod settings;
+mod smtp;
 mod telemetry;
