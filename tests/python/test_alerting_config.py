@@ -90,7 +90,7 @@ def test_alertmanager_routes(labels, receivers):
 
 def test_fast_copies_scale_ranges_and_holds_only(tmp_path):
     run(str(ROOT / "scripts" / "fast-alerting"), "rules", "--scale", "720", str(tmp_path))
-    recording = (tmp_path / "recording.yml").read_text()
+    recording = (tmp_path / "integrations.yml").read_text()
     assert "[120000ms]" in recording and "[5000ms]" in recording and "[4000ms]" in recording
     fast = (tmp_path / "integrations.yml").read_text()
     assert "for: 833ms" in fast and "over 24h" in fast  # texts keep the nominal window
