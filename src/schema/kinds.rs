@@ -6,9 +6,28 @@
 //! `exception.message`, …) and the `logbook.*` namespace otherwise (docs/schema.md lists them).
 
 use super::{
-    ColumnDef, ErrorMapping, FieldValue, LogKind, Presence, RecordView, Rejection, Role, RowId,
-    Source, TableDef, Ts, attr, days, encode,
+    ColumnDef, ErrorMapping, FieldValue, LabelValue, LogKind, MetricLabel, Presence, RecordView,
+    Rejection, Role, RowId, Source, TableDef, Ts, attr, days, encode,
 };
+
+/// A label of a kind's counter: a column (`bot`) or a value derived from one
+/// (`status_class(status_code)`).
+macro_rules! metric_label {
+    ($column:ident) => {
+        MetricLabel {
+            name: stringify!($column),
+            column: stringify!($column),
+            value: LabelValue::Column,
+        }
+    };
+    (status_class, $column:ident) => {
+        MetricLabel {
+            name: "status_class",
+            column: stringify!($column),
+            value: LabelValue::StatusClass,
+        }
+    };
+}
 
 macro_rules! log_kind {
     (
@@ -19,7 +38,8 @@ macro_rules! log_kind {
             reference: $reference:literal,
             ttl: $ttl:expr,
             order_by: $order_by:literal,
-            errors: $errors:expr $(,)?
+            errors: $errors:expr,
+            labels: [$($label:ident $(($label_column:ident))?),* $(,)?] $(,)?
         }
         columns {
             $(
@@ -67,6 +87,7 @@ macro_rules! log_kind {
                 default_ttl: $ttl,
                 settings: TYPED_TABLE_SETTINGS,
                 errors: $errors,
+                metric_labels: &[$(metric_label!($label $(, $label_column)?)),*],
             };
 
             fn encode_record(record: &dyn RecordView, out: &mut Vec<u8>) -> Result<(), Rejection> {
@@ -250,6 +271,7 @@ log_kind! {
         ttl: days(7),
         order_by: "(bot, outcome, time)",
         errors: Some(ErrorMapping { when: "outcome = 'error'", source: "bot", code: "toString(status_code)", message: "if(error_message = '', response_body, error_message)", severity: "'error'" }),
+        labels: [bot, method, status_class(status_code), outcome],
     }
     columns {
         /// Bot (or other caller) that made the call.
@@ -288,6 +310,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(integration, status, time)",
         errors: Some(ErrorMapping { when: "status = 'error'", source: "integration", code: "entity", message: "error_message", severity: "'error'" }),
+        labels: [integration, status],
     }
     columns {
         /// Integration synced (Azure AD, NinjaOne, Xero, …).
@@ -330,6 +353,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(integration, entity_type, time)",
         errors: Some(ErrorMapping { when: "1", source: "integration", code: "failure_type", message: "message", severity: "'error'" }),
+        labels: [integration, entity_type],
     }
     columns {
         /// Integration module the error is for.
@@ -354,6 +378,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(direction, integration, status, time)",
         errors: Some(ErrorMapping { when: "status = 'error'", source: "integration", code: "toString(status_code)", message: "if(error_message = '', response, error_message)", severity: "'error'" }),
+        labels: [direction, integration, status],
     }
     columns {
         /// inbound (webhook into the product) or outbound (post to the integration's API).
@@ -388,6 +413,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(forced, time)",
         errors: None,
+        labels: [forced],
     }
     columns {
         /// Forced by "Run Task Scheduler Now" rather than scheduled.
@@ -410,6 +436,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(direction, mailbox, status, time)",
         errors: Some(ErrorMapping { when: "status = 'failed'", source: "mailbox", code: "concat(direction, ' attempt ', toString(attempt))", message: "error_message", severity: "if(attempt >= 3, 'error', 'warning')" }),
+        labels: [direction, status],
     }
     columns {
         /// incoming or outgoing.
@@ -446,6 +473,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(event_type, time)",
         errors: None,
+        labels: [event_type],
     }
     columns {
         /// Kind of event (document uploaded, invoice updated, …).
@@ -472,6 +500,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(action, status, time)",
         errors: Some(ErrorMapping { when: "status = 'failed'", source: "action", code: "workflow_id", message: "error_message", severity: "'error'" }),
+        labels: [status],
     }
     columns {
         /// Action automated (name of the custom action, SLA release, …).
@@ -504,6 +533,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(entity_type, status, time)",
         errors: Some(ErrorMapping { when: "status = 'failed'", source: "entity_type", code: "source_id", message: "error_message", severity: "'error'" }),
+        labels: [status],
     }
     columns {
         /// What was created: ticket, automated_ticket, report, appointment, ….
@@ -530,6 +560,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(campaign_id, time)",
         errors: Some(ErrorMapping { when: "failed > 0", source: "mailbox", code: "campaign_id", message: "concat(toString(failed), ' of ', toString(recipients_total), ' recipients failed')", severity: "if(sent = 0, 'error', 'warning')" }),
+        labels: [],
     }
     columns {
         /// Mail campaign the bulk mail was created by.
@@ -556,6 +587,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(severity_number, log_type, time)",
         errors: Some(ErrorMapping { when: "severity_number >= 17", source: "log_type", code: "severity", message: "message", severity: "severity" }),
+        labels: [severity, log_type],
     }
     columns {
         /// Severity: trace, debug, info, warning, error or critical (from the record's severity).
@@ -580,6 +612,7 @@ log_kind! {
         ttl: days(365),
         order_by: "(category, event_type, time)",
         errors: None,
+        labels: [category],
     }
     columns {
         /// Name of the user who acted.
@@ -608,6 +641,7 @@ log_kind! {
         ttl: days(365),
         order_by: "(category, portal, time)",
         errors: Some(ErrorMapping { when: "category = 'login_failed'", source: "portal", code: "category", message: "concat('failed login for ', user_name, ' from ', ip)", severity: "'warning'" }),
+        labels: [category],
     }
     columns {
         /// User name.
@@ -638,6 +672,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(webhook_name, time)",
         errors: Some(ErrorMapping { when: "1", source: "webhook_name", code: "toString(status_code)", message: "error_message", severity: "'error'" }),
+        labels: [webhook_name],
     }
     columns {
         /// Webhook name.
@@ -666,6 +701,7 @@ log_kind! {
         ttl: None,
         order_by: "(category, level, time)",
         errors: Some(ErrorMapping { when: "severity_number >= 17", source: "category", code: "logger", message: "message", severity: "level" }),
+        labels: [category, level],
     }
     columns {
         /// Log category (the file it would have gone to): application, email, database, access, scheduler, crm, ….

@@ -9,6 +9,7 @@
 pub mod ddl;
 pub mod dictionary;
 mod kinds;
+pub mod labels;
 mod otel;
 pub mod row_binary;
 pub mod value;
@@ -16,6 +17,7 @@ pub mod value;
 use std::time::Duration;
 
 pub use kinds::*;
+pub use labels::{LabelValue, MetricLabel};
 pub use otel::{ERRORS, OTEL_LOGS, OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OtelLogRow, OtelSpanRow};
 pub use value::{FieldValue, Raw, RecordView, RowId, Source, Ts, attr};
 
@@ -103,6 +105,8 @@ pub struct TableDef {
     pub default_ttl: Option<Duration>,
     pub settings: &'static [(&'static str, &'static str)],
     pub errors: Option<ErrorMapping>,
+    /// For log kinds: the columns that label the kind's `logbook_<table>_total` counter.
+    pub metric_labels: &'static [MetricLabel],
 }
 
 impl TableDef {
