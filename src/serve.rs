@@ -23,7 +23,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_config(&config.metrics));
     let queue = Queue::open(queue_options(&config)).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the durable queue in {}: {e}",

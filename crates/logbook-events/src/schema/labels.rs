@@ -54,7 +54,10 @@ impl LabelReader {
             "{}: a label names no column",
             table.name
         );
-        let last = columns.iter().rposition(|(_, label)| *label).map_or(0, |i| i + 1);
+        let last = columns
+            .iter()
+            .rposition(|(_, label)| *label)
+            .map_or(0, |i| i + 1);
         columns.truncate(last);
         LabelReader { columns, labels }
     }
@@ -121,7 +124,9 @@ fn width(ty: &str) -> Option<usize> {
 
 /// The type inside `Wrapper(...)`, if `ty` is one.
 fn inner<'a>(ty: &'a str, wrapper: &str) -> Option<&'a str> {
-    ty.strip_prefix(wrapper)?.strip_prefix('(')?.strip_suffix(')')
+    ty.strip_prefix(wrapper)?
+        .strip_prefix('(')?
+        .strip_suffix(')')
 }
 
 fn is_string(ty: &str) -> bool {
@@ -174,7 +179,13 @@ mod tests {
             let reader = LabelReader::new(kind);
             for label in reader.labels() {
                 let column = kind.column(label.column).unwrap();
-                assert_eq!(column.role, crate::schema::Role::Filter, "{}.{}", kind.name, column.name);
+                assert_eq!(
+                    column.role,
+                    crate::schema::Role::Filter,
+                    "{}.{}",
+                    kind.name,
+                    column.name
+                );
                 // Low cardinality by construction: no free-text columns.
                 assert!(
                     !column.ch_type.starts_with("String CODEC"),
