@@ -253,7 +253,8 @@ macro_rules! for_each_kind {
             AuditActivity,
             AccessLog,
             WebhookFailure,
-            ServerLog
+            ServerLog,
+            IntegrationState
         }
     };
 }
@@ -717,6 +718,33 @@ log_kind! {
         message: String = "String CODEC(ZSTD(1))", Source::Body, Required, Search;
         /// Every other attribute of the record, as text.
         fields: Vec<(String, String)> = "Map(LowCardinality(String), String) CODEC(ZSTD(1))", Source::OtherAttributes, Optional, Plain;
+    }
+}
+
+log_kind! {
+    /// An integration enabled, disabled or reconfigured, with its sync schedule. Services emit
+    /// it on every such change (and may repeat it at start-up): silence cannot tell a disabled
+    /// integration from a broken one, and the schedule says when the next run is due.
+    IntegrationState {
+        table: "integration_states",
+        event: "logbook.integration.state",
+        reference: "integration-health.txt: Configuration Status (Active / Error / Disabled), collection schedule",
+        ttl: days(365),
+        order_by: "(integration, time)",
+        errors: None,
+        labels: [integration, change],
+    }
+    columns {
+        /// Integration whose configuration changed.
+        integration: String = "LowCardinality(String)", attr("logbook.integration.name"), Required, Filter;
+        /// What happened: enabled, disabled or reconfigured.
+        change: String = "LowCardinality(String)", attr("logbook.integration.change"), Required, Filter, one_of ["enabled", "disabled", "reconfigured"];
+        /// Whether the integration is enabled after the change.
+        enabled: bool = "Bool", attr("logbook.integration.enabled"), Required, Filter;
+        /// Seconds between scheduled sync runs (3600: devices and users hourly; 86400: software daily); the shortest of its entities' when they differ; 0 when it syncs only on demand or by webhook.
+        sync_interval_s: u32 = "UInt32", attr("logbook.integration.sync_interval_s"), Optional, Plain;
+        /// Who made the change.
+        actor: String = "String CODEC(ZSTD(1))", attr("user.name"), Optional, Filter;
     }
 }
 
