@@ -153,6 +153,7 @@ pub const OTEL_LOGS: TableDef = TableDef {
     default_ttl: days(30),
     settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 pub const OTEL_TRACES: TableDef = TableDef {
@@ -265,6 +266,7 @@ pub const OTEL_TRACES: TableDef = TableDef {
     default_ttl: days(30),
     settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 /// Filled by the materialized view [`TRACE_ID_TS_MV`]; lets a trace be found by id quickly.
@@ -296,6 +298,7 @@ pub const OTEL_TRACES_TRACE_ID_TS: TableDef = TableDef {
     default_ttl: days(30),
     settings: &[("index_granularity", "8192"), ("ttl_only_drop_parts", "1")],
     errors: None,
+    metric_labels: &[],
 };
 
 /// The materialized view feeding [`OTEL_TRACES_TRACE_ID_TS`]: (name, source table, SELECT).
@@ -406,6 +409,7 @@ pub const ERRORS: TableDef = TableDef {
     default_ttl: days(30),
     settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 /// A row of `otel_logs`, in the exporter's column names (`TimestampTime` is computed by

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::ingest::decode::{
     AnyValue, KeyValue, LogRecord, LogsRequest, Scope, Span, TracesRequest,
 };
+use crate::ingest::kind_metrics::Tally;
 use crate::schema::hex::HexId;
 use crate::schema::row_binary::{put_hex_id, put_str, put_varint};
 use crate::schema::{
@@ -43,6 +44,8 @@ pub struct Rows {
     pub typed: Vec<TableRows>,
     /// Records that named a kind but did not fit it, with their time.
     pub rejections: Vec<(Rejection, Ts)>,
+    /// The typed rows' label values, for the kinds' counters once the rows are stored.
+    pub tally: Tally,
 }
 
 impl Default for Rows {
@@ -52,6 +55,7 @@ impl Default for Rows {
             spans: TableRows::default(),
             typed: KINDS.iter().map(|_| TableRows::default()).collect(),
             rejections: Vec::new(),
+            tally: Tally::default(),
         }
     }
 }
@@ -68,8 +72,11 @@ impl Rows {
     /// Appends a row made elsewhere than from a record (logbook's own monitoring events).
     pub fn push_typed(&mut self, row: &TypedRow) {
         let kind = kind_index(row.table()).expect("every kind is in KINDS");
-        row.write(&mut self.typed[kind].bytes);
-        self.typed[kind].rows += 1;
+        let table = &mut self.typed[kind];
+        let start = table.bytes.len();
+        row.write(&mut table.bytes);
+        table.rows += 1;
+        self.tally.add(kind, &table.bytes[start..]);
     }
 
     /// The rows of `table`, if it is one of the tables the router writes.
@@ -106,6 +113,7 @@ impl Rows {
             rows.rows = 0;
         }
         self.rejections.clear();
+        self.tally.clear();
     }
 
     fn slots_mut(&mut self) -> impl Iterator<Item = (&'static TableDef, &mut TableRows)> {
@@ -261,8 +269,12 @@ impl<'a> ResourceParts<'a> {
 /// Adds the row of kind `kind` built from `view`, or its rejection.
 fn route_typed(kind: usize, view: &dyn RecordView, time: Ts, rows: &mut Rows) {
     let table = &mut rows.typed[kind];
+    let start = table.bytes.len();
     match TypedRow::encode(kind, view, &mut table.bytes) {
-        Ok(()) => table.rows += 1,
+        Ok(()) => {
+            table.rows += 1;
+            rows.tally.add(kind, &table.bytes[start..]);
+        }
         Err(rejection) => rows.rejections.push((rejection, time)),
     }
 }
