@@ -77,7 +77,7 @@ def demo_stack(tmp_path_factory):
         demo = subprocess.run(
             [str(BIN), "demo", "--endpoint", f"http://127.0.0.1:{grpc}", "--duration", "3s",
              "--rate", "100", "--seed", "11", "--backfill", str(BACKFILL_DAYS),
-             "--backfill-per-hour", "12"],
+             "--backfill-per-hour", "60"],
             capture_output=True, text=True, timeout=300)
         assert demo.returncode == 0, demo.stdout + demo.stderr
         host, port = url.removeprefix("http://").split(":")
