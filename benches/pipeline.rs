@@ -35,10 +35,10 @@ use cpu_time::ThreadTime;
 
 use bytes::Bytes;
 use clickhouse::test::{Mock, handlers};
-use logbook::envelope::{Envelope, View};
-use logbook::redact::{RedactionConfig, Redactor};
-use logbook::route::{self, Origin, Rows};
-use logbook::sink;
+use logbook::ingest::queue::envelope::{Envelope, View};
+use logbook::ingest::redact::{RedactionConfig, Redactor};
+use logbook::ingest::route::{self, Origin, Rows};
+use logbook::ingest::sink;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 

@@ -122,7 +122,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => logbook::serve::run(config, logging.level.clone()).await,
+            Command::Serve => logbook::serve::run(config).await,
             Command::Migrate {
                 dry_run,
                 materialize_ttl,

@@ -1,127 +1,25 @@
-//! `logbook serve`: the HTTP server (health, readiness, metrics) and the background jobs,
-//! with an ordered shutdown on SIGINT/SIGTERM.
+//! `logbook serve`: wires ingest, the HTTP server and the background jobs together, with an
+//! ordered shutdown on SIGINT/SIGTERM. What each part does lives with that part.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::Limits;
+use crate::api::{self, AppState, Readiness};
+
 use crate::config::{Config, FsyncMode};
-use crate::logging::LevelHandle;
+use crate::ingest::batch::Limits;
+use crate::ingest::pipeline::Pipeline;
+use crate::ingest::queue::{FsyncPolicy, Queue, QueueOptions};
+use crate::ingest::receive::{Intake, grpc, http};
+use crate::ingest::redact::Redactor;
+use crate::ingest::sink::{Backoff, DeadLetter, Sink};
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
-use crate::queue::{FsyncPolicy, Queue, QueueOptions};
-use crate::receive::{Intake, grpc, http};
-use crate::redact::Redactor;
-use crate::schema::{LogKind, ServerLog};
-use crate::sink::{Backoff, DeadLetter, Sink};
-use crate::store;
-
-/// What `/readyz` reports on.
-pub struct Health {
-    clickhouse_ok_at: Mutex<Option<Instant>>,
-    unreachable_threshold: Duration,
-    shutting_down: AtomicBool,
-    /// The durable queue and its bound, once ingest runs.
-    queue: Option<(Queue, u64)>,
-}
-
-/// Readiness turns false when the queue is this full: senders would soon get 429s.
-const QUEUE_NOT_READY_FRACTION: f64 = 0.9;
-
-impl Health {
-    pub fn new(unreachable_threshold: Duration, queue: Option<(Queue, u64)>) -> Health {
-        Health {
-            clickhouse_ok_at: Mutex::new(None),
-            unreachable_threshold,
-            shutting_down: AtomicBool::new(false),
-            queue,
-        }
-    }
-
-    /// Reasons not to send traffic here; empty when ready.
-    pub async fn not_ready_reasons(&self) -> Vec<String> {
-        let mut reasons = Vec::new();
-        if self.shutting_down.load(Ordering::Relaxed) {
-            reasons.push("shutting down".to_owned());
-        }
-        match *self.clickhouse_ok_at.lock().await {
-            None => reasons.push("clickhouse has not been reached yet".to_owned()),
-            Some(at) if at.elapsed() > self.unreachable_threshold => reasons.push(format!(
-                "clickhouse unreachable for {}s",
-                at.elapsed().as_secs()
-            )),
-            Some(_) => {}
-        }
-        if let Some((queue, max_bytes)) = &self.queue {
-            let queued = queue.stats().bytes;
-            if queued as f64 >= *max_bytes as f64 * QUEUE_NOT_READY_FRACTION {
-                reasons.push(format!(
-                    "durable queue nearly full ({queued} of {max_bytes} bytes)"
-                ));
-            }
-        }
-        reasons
-    }
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub health: Arc<Health>,
-    pub metrics: Arc<Metrics>,
-    pub log_level: Option<LevelHandle>,
-}
-
-/// The HTTP routes. Health checks and metrics need no authentication; the API (a later
-/// issue) mounts beside them behind its token check.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let reasons = state.health.not_ready_reasons().await;
-    let status = if reasons.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({"ready": reasons.is_empty(), "reasons": reasons})),
-    )
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match state.metrics.encode() {
-        Ok(text) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-            text,
-        ),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain")],
-            e.to_string(),
-        ),
-    }
-}
+use crate::store::{self, probe::ClickhouseStatus};
 
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
 /// finish their in-flight requests, the pipeline flushes its last batch, then jobs stop.
-pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
+pub async fn run(config: Config) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -141,13 +39,13 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         config.ingest.max_request_size.as_u64(),
         config.queue.max_bytes.as_u64(),
     ));
+    let clickhouse_status = Arc::new(ClickhouseStatus::new(config.server.unreachable_threshold));
     let state = AppState {
-        health: Arc::new(Health::new(
-            config.server.unreachable_threshold,
+        readiness: Arc::new(Readiness::new(
+            clickhouse_status.clone(),
             Some((queue.clone(), config.queue.max_bytes.as_u64())),
         )),
         metrics: metrics.clone(),
-        log_level: Some(log_level),
     };
     let bind = |address: std::net::SocketAddr, what: &'static str| async move {
         tokio::net::TcpListener::bind(address)
@@ -189,18 +87,28 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         Pipeline::new(queue.clone(), sink, limits, metrics.clone()).run(stop_pipeline.clone()),
     );
     let jobs = [
-        tokio::spawn(probe_clickhouse(
-            client.clone(),
-            config.clone(),
-            state.clone(),
-            stop_jobs.clone(),
-        )),
-        tokio::spawn(enforce_size_cap(
-            client,
-            config.clone(),
-            state.clone(),
-            stop_jobs.clone(),
-        )),
+        tokio::spawn({
+            let (client, metrics, stop) = (client.clone(), metrics.clone(), stop_jobs.clone());
+            let (timeout, interval) = (
+                config.clickhouse.request_timeout,
+                config.server.readiness_probe_interval,
+            );
+            async move {
+                store::probe::run(
+                    client,
+                    timeout,
+                    interval,
+                    &clickhouse_status,
+                    &metrics,
+                    stop,
+                )
+                .await
+            }
+        }),
+        tokio::spawn({
+            let (config, metrics, stop) = (config.clone(), metrics.clone(), stop_jobs.clone());
+            async move { store::size_cap::run(client, config, &metrics, stop).await }
+        }),
     ];
 
     let (logs_service, traces_service) = grpc::services(intake.clone());
@@ -218,7 +126,7 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         http::router(intake).layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight));
     let http_server = axum::serve(otlp_http_listener, http_router)
         .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
-    let api_server = axum::serve(api_listener, app(state.clone()))
+    let api_server = axum::serve(api_listener, api::app(state.clone()))
         .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
 
     let shutdown = {
@@ -227,7 +135,7 @@ pub async fn run(config: Config, log_level: LevelHandle) -> anyhow::Result<()> {
         async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            state.health.shutting_down.store(true, Ordering::Relaxed);
+            state.readiness.shutting_down();
             stop_receivers.cancel();
         }
     };
@@ -300,65 +208,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-    }
-}
-
-async fn probe_clickhouse(
-    client: clickhouse::Client,
-    config: Config,
-    state: AppState,
-    stop: CancellationToken,
-) {
-    let mut was_up = None;
-    loop {
-        let result = store::ping(&client, config.clickhouse.request_timeout).await;
-        let up = result.is_ok();
-        if up {
-            *state.health.clickhouse_ok_at.lock().await = Some(Instant::now());
-        }
-        state.metrics.clickhouse_up.set(i64::from(up));
-        if was_up != Some(up) {
-            match result {
-                Ok(()) => tracing::info!("clickhouse reachable"),
-                Err(error) => tracing::warn!(%error, "clickhouse unreachable"),
-            }
-            was_up = Some(up);
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(config.server.readiness_probe_interval) => {}
-        }
-    }
-}
-
-async fn enforce_size_cap(
-    client: clickhouse::Client,
-    config: Config,
-    state: AppState,
-    stop: CancellationToken,
-) {
-    let retention = &config.retention;
-    loop {
-        let pass = store::size_cap::enforce(
-            &client,
-            &config.clickhouse.database,
-            ServerLog::TABLE.name,
-            retention.server_logs_max_bytes,
-            config.clickhouse.request_timeout,
-        )
-        .await;
-        match pass {
-            Ok(report) => {
-                for (_, bytes) in &report.dropped {
-                    state.metrics.retention_partitions_dropped.inc();
-                    state.metrics.retention_bytes_dropped.inc_by(*bytes);
-                }
-            }
-            Err(error) => tracing::warn!(%error, "server_logs size check failed"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(retention.size_check_interval) => {}
-        }
     }
 }

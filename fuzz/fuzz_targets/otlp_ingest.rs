@@ -7,10 +7,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use logbook::decode::{LogsRequest, TracesRequest};
-use logbook::envelope::{Envelope, View};
-use logbook::redact::{RedactionConfig, Redactor};
-use logbook::route::{self, Origin, Rows};
+use logbook::ingest::decode::{LogsRequest, TracesRequest};
+use logbook::ingest::queue::envelope::{Envelope, View};
+use logbook::ingest::redact::{RedactionConfig, Redactor};
+use logbook::ingest::route::{self, Origin, Rows};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;

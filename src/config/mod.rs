@@ -65,7 +65,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub batch: BatchConfig,
     pub sink: SinkConfig,
-    pub redaction: crate::redact::RedactionConfig,
+    pub redaction: crate::ingest::redact::RedactionConfig,
     /// logbook's own traces and logs, exported over OTLP (off by default).
     pub telemetry: crate::telemetry::TelemetryConfig,
 }
@@ -512,7 +512,7 @@ impl Config {
                 "backoffs must be above zero, the maximum at least the initial one",
             ));
         }
-        crate::redact::Redactor::new(&self.redaction)
+        crate::ingest::redact::Redactor::new(&self.redaction)
             .map_err(|e| key_error("redaction.extra_patterns", e.to_string()))?;
         if self.retention.size_check_interval.is_zero() {
             return Err(key_error(

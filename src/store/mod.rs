@@ -1,6 +1,7 @@
-//! ClickHouse: the client, schema migrations, and size-based retention.
+//! ClickHouse: the client, schema migrations, the reachability probe and size-based retention.
 
 pub mod migrate;
+pub mod probe;
 pub mod size_cap;
 
 use std::time::Duration;

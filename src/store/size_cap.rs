@@ -6,7 +6,12 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{StoreError, bounded};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::schema::{LogKind, ServerLog};
 
 /// What one enforcement pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -80,4 +85,37 @@ pub async fn enforce(
             .push((partition.partition_id, partition.bytes));
     }
     Ok(report)
+}
+
+/// Enforces the `server_logs` size cap every `retention.size_check_interval` until `stop`.
+pub async fn run(
+    client: clickhouse::Client,
+    config: Config,
+    metrics: &Metrics,
+    stop: CancellationToken,
+) {
+    let retention = &config.retention;
+    loop {
+        let pass = enforce(
+            &client,
+            &config.clickhouse.database,
+            ServerLog::TABLE.name,
+            retention.server_logs_max_bytes,
+            config.clickhouse.request_timeout,
+        )
+        .await;
+        match pass {
+            Ok(report) => {
+                for (_, bytes) in &report.dropped {
+                    metrics.retention_partitions_dropped.inc();
+                    metrics.retention_bytes_dropped.inc_by(*bytes);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "server_logs size check failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(retention.size_check_interval) => {}
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use logbook::schema::{self, ApiCall, LogKind, Source, TableDef, row_binary};
+use logbook::schema::{self, ApiCall, LogKind, Source, TableDef, insert};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -887,7 +887,7 @@ async fn a_batch_clickhouse_refuses_for_good_is_set_aside_and_the_rest_flows() {
     let data = set_aside_file(&logbook).await;
     // The insert's body as sent: the header naming the columns, then the two rows.
     let bytes = std::fs::read(&data).unwrap();
-    let header = row_binary::header(ApiCall::TABLE);
+    let header = insert::header(ApiCall::TABLE);
     assert!(bytes.starts_with(&header));
     let mut input = &bytes[header.len()..];
     let users: Vec<String> = (0..2)

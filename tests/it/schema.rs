@@ -216,7 +216,7 @@ fn row_at<T: LogKind + Default + HasCommon>(time: Ts) -> T {
     row
 }
 
-async fn insert<T: LogKind>(db: &TestDb, row: T) {
+async fn insert<T: LogKind + clickhouse::RowOwned + clickhouse::RowWrite>(db: &TestDb, row: T) {
     let mut insert = db.client.insert::<T>(T::TABLE.name).await.unwrap();
     insert.write(&row).await.unwrap();
     insert.end().await.unwrap();

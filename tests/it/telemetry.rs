@@ -146,7 +146,15 @@ async fn example_service_rows_logs_and_spans_are_linked() {
     let logbook = Logbook::start(&db, FAST).await;
     let tenant = "example-tenant";
     let output = tokio::process::Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", "service", "--"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "logbook-events",
+            "--example",
+            "service",
+            "--",
+        ])
         .args(["--endpoint", &logbook.http, "--protocol", "http"])
         .args(["--tenant", tenant])
         .output()

@@ -1,0 +1,146 @@
+//! Batching: rows of consecutive queued requests, flushed together by rows, bytes or age.
+//!
+//! A batch always covers a contiguous range of queue positions. Its range names its
+//! ClickHouse deduplication token, and the range is recorded in the queue (a marker) before
+//! the batch is inserted, so that after a crash the very same batches are rebuilt and a
+//! re-sent insert is recognised by ClickHouse as a duplicate.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::ingest::route::{Origin, Rows};
+use crate::schema::{MonitoringEvent, RowId, Ts, TypedRow};
+
+/// When a batch is flushed: whichever limit is reached first.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug)]
+pub struct Batch {
+    /// Queue positions of the first and last request in the batch.
+    pub first: u64,
+    pub last: u64,
+    pub rows: Rows,
+    /// Queued bytes of the requests in the batch: a cheap stand-in for its memory.
+    pub bytes: usize,
+    opened: Instant,
+}
+
+impl Batch {
+    /// A batch starting at queue position `first`, filling `rows` (empty; reused across
+    /// batches so that their memory is not allocated anew).
+    pub fn new(first: u64, rows: Rows) -> Batch {
+        Batch {
+            first,
+            last: first,
+            rows,
+            bytes: 0,
+            opened: Instant::now(),
+        }
+    }
+
+    /// Notes that the request at `position`, `bytes` long, has been routed into `rows`.
+    pub fn added(&mut self, position: u64, bytes: usize) {
+        self.last = position;
+        self.bytes += bytes;
+    }
+
+    pub fn is_full(&self, limits: &Limits) -> bool {
+        self.rows.len() >= limits.max_rows || self.bytes >= limits.max_bytes
+    }
+
+    /// When the batch must be flushed even if it is not full.
+    pub fn deadline(&self, limits: &Limits) -> Instant {
+        self.opened + limits.max_age
+    }
+
+    /// The deduplication token of this batch's inserts: the same after a replay.
+    pub fn token(&self, queue_id: u64) -> String {
+        format!("logbook-{queue_id:016x}-{}-{}", self.first, self.last)
+    }
+
+    /// Turns the batch's rejections into `monitoring_events` rows, one per table and column,
+    /// so that what did not fit a kind is visible where on-call people look first.
+    pub fn report_rejections(&mut self, queue_id: u64) {
+        let mut grouped: BTreeMap<(&'static str, &'static str), (u64, String, Ts)> =
+            BTreeMap::new();
+        for (rejection, time) in self.rows.rejections.drain(..) {
+            let entry = grouped
+                .entry((rejection.table, rejection.column))
+                .or_insert_with(|| (0, rejection.reason.clone(), time));
+            entry.0 += 1;
+        }
+        let origin = Origin {
+            queue_id,
+            position: self.first,
+        };
+        for (index, ((table, column), (count, reason, time))) in grouped.into_iter().enumerate() {
+            let event = MonitoringEvent {
+                id: RowId(origin.row_id(u64::MAX - index as u64, time)),
+                time,
+                service: "logbook".into(),
+                severity: "warning".into(),
+                severity_number: 13,
+                message: format!(
+                    "{count} record(s) not stored in {table}: {column}: {reason} (kept in otel_logs)"
+                ),
+                log_type: "logbook.router".into(),
+                related_log_id: format!("{table}.{column}"),
+                ..MonitoringEvent::default()
+            };
+            self.rows.push_typed(&TypedRow::MonitoringEvent(event));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{LogKind, Rejection};
+
+    #[test]
+    fn full_by_rows_or_bytes() {
+        let limits = Limits {
+            max_rows: 2,
+            max_bytes: 100,
+            max_age: Duration::from_secs(1),
+        };
+        let mut batch = Batch::new(0, Rows::default());
+        batch.added(0, 10);
+        assert!(!batch.is_full(&limits));
+        batch.added(64, 95);
+        assert!(batch.is_full(&limits));
+        assert_eq!((batch.first, batch.last), (0, 64));
+        assert_eq!(batch.token(0xab), "logbook-00000000000000ab-0-64");
+    }
+
+    #[test]
+    fn rejections_become_one_monitoring_event_per_column() {
+        let mut batch = Batch::new(8, Rows::default());
+        for reason in ["missing attribute logbook.bot.name", "other"] {
+            let rejection = Rejection {
+                table: "api_calls",
+                column: "bot",
+                reason: reason.into(),
+            };
+            batch.rows.rejections.push((rejection, Ts(5)));
+        }
+        batch.report_rejections(1);
+        assert!(batch.rows.rejections.is_empty());
+        let events = batch.rows.table(MonitoringEvent::TABLE).unwrap();
+        assert_eq!((events.rows, batch.rows.len()), (1, 1));
+        let event = MonitoringEvent::read_row(&mut events.bytes.as_slice()).unwrap();
+        assert_eq!(event.related_log_id, "api_calls.bot");
+        assert!(
+            event
+                .message
+                .starts_with("2 record(s) not stored in api_calls: bot: missing"),
+            "{}",
+            event.message
+        );
+    }
+}
