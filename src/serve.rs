@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::notify::clock::SystemClock;
 use crate::notify::metrics::NotifyMetrics;
+use crate::query;
 use crate::settings::SettingsStore;
 use crate::store::{self, probe::ClickhouseStatus};
 
@@ -27,7 +28,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_config(&config.metrics));
     let queue = Queue::open(queue_options(&config)).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the durable queue in {}: {e}",
@@ -117,6 +118,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 )
                 .await
             }
+        }),
+        tokio::spawn({
+            let (client, metrics, stop) = (client.clone(), metrics.clone(), stop_jobs.clone());
+            let (interval, max) = (
+                config.metrics.integration_status_interval,
+                config.metrics.max_label_values,
+            );
+            async move { query::integrations::export(client, &metrics, interval, max, stop).await }
         }),
         tokio::spawn({
             let (client, config, metrics, stop) = (

@@ -1,6 +1,6 @@
 //! The notifier's metrics (docs/operations.md).
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct NotifyMetrics {
@@ -11,8 +11,6 @@ pub struct NotifyMetrics {
     pub suppressed: IntCounterVec,
     /// Rule evaluations that failed (ClickHouse unreachable, …), by rule.
     pub evaluation_errors: IntCounterVec,
-    /// The minimum notified severity, as an OpenTelemetry severity number.
-    pub min_severity_number: IntGauge,
 }
 
 impl NotifyMetrics {
@@ -24,14 +22,6 @@ impl NotifyMetrics {
                 .expect("registered once");
             metric
         };
-        let min_severity_number = IntGauge::new(
-            "logbook_notify_min_severity_number",
-            "minimum severity of notified monitoring events (OpenTelemetry severity number)",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(min_severity_number.clone()))
-            .expect("registered once");
         NotifyMetrics {
             notifications: counter(
                 "logbook_notifications_total",
@@ -48,7 +38,6 @@ impl NotifyMetrics {
                 "rule evaluations that failed, by rule",
                 &["rule"],
             ),
-            min_severity_number,
         }
     }
 }

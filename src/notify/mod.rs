@@ -131,9 +131,6 @@ impl Notifier {
     /// One evaluation of every rule. Returns the first error, after trying every rule.
     pub async fn evaluate_once(&self) -> Result<(), NotifyError> {
         let rules = settings::resolve(&self.config.rules, &self.settings);
-        if let Some(number) = config::severity_number(&rules.min_severity) {
-            self.metrics.min_severity_number.set(i64::from(number));
-        }
         let now = self.clock.now();
         let mut first_error = None;
         for rule in RULES {

@@ -81,6 +81,7 @@ pub const NOTIFICATIONS: TableDef = TableDef {
     default_ttl: days(90),
     settings: &[("index_granularity", "8192"), ("ttl_only_drop_parts", "1")],
     errors: None,
+    metric_labels: &[],
 };
 
 pub const NOTIFY_STATE: TableDef = TableDef {
@@ -131,6 +132,7 @@ pub const NOTIFY_STATE: TableDef = TableDef {
     default_ttl: None,
     settings: &[("index_granularity", "8192")],
     errors: None,
+    metric_labels: &[],
 };
 
 pub const NOTIFY_CLAIMS: TableDef = TableDef {
@@ -165,4 +167,5 @@ pub const NOTIFY_CLAIMS: TableDef = TableDef {
         ("non_replicated_deduplication_window", "100000"),
     ],
     errors: None,
+    metric_labels: &[],
 };

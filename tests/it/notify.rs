@@ -16,8 +16,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::harness::TestDb;
-use crate::ingest::{FAST, Transport, api_call_numbered, request, send_logs, wait_for};
-use crate::logbook::Logbook;
+use crate::ingest::{FAST, api_call_numbered, request, send_logs, wait_for};
+use crate::logbook::{Logbook, Transport};
 use crate::schema::migrated;
 use crate::smtp::{Received, SinkOptions, SmtpSink};
 
