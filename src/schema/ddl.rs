@@ -296,6 +296,10 @@ fn sharding_key(table: &TableDef) -> &'static str {
         "otel_logs" => "cityHash64(TraceId, Timestamp)",
         "otel_traces" | "otel_traces_trace_id_ts" => "cityHash64(TraceId)",
         "errors" => "cityHash64(related_id)",
+        // One key, one shard: a setting's rows, and a notification's claims (so that their
+        // insert deduplication sees them all) and state.
+        "settings" | "notify_claims" => "cityHash64(key)",
+        "notify_state" | "notifications" => "cityHash64(rule, entity)",
         other => unreachable!("no sharding key for table {other}"),
     }
 }
