@@ -247,26 +247,29 @@ def counts_over_time(kinds, table_name, title, series, variables, extra=(), **kw
 def integrations(k):
     variables = [("integration", "integration"), ("tenant", "tenant")]
     runs = k["integration_sync_runs"]
-    # Runs of the last 30 days say an integration exists; those of the last 24 hours its state.
-    status = """
+    # The last 24 hours' runs per integration; the status itself comes from logbook's
+    # logbook_integration_status gauge (query::integrations: one rule for API and metrics).
+    summary = """
 SELECT integration,
-       countIf(time >= $__toTime - INTERVAL 1 DAY AND status = 'error') AS errors_24h,
-       countIf(time >= $__toTime - INTERVAL 1 DAY AND status IN ('completed', 'error')) AS finished_24h,
-       multiIf(max(time) < $__toTime - INTERVAL 1 DAY, 'Disabled',
-               errors_24h > 0 AND errors_24h >= 0.3 * finished_24h, 'Error',
-               argMaxIf(status, time, status IN ('completed', 'error')) = 'error', 'Error',
-               'Active') AS state,
-       errors_24h / greatest(finished_24h, 1) AS error_rate_24h,
+       countIf(status = 'error') AS errors,
+       countIf(status IN ('completed', 'error')) AS finished,
+       errors / greatest(finished, 1) AS error_rate,
+       argMaxIf(status, time, status IN ('completed', 'error')) AS last_outcome,
        max(time) AS last_run
 FROM integration_sync_runs
-WHERE time >= $__toTime - INTERVAL 30 DAY AND time <= $__toTime
+WHERE time >= $__toTime - INTERVAL 1 DAY AND time <= $__toTime
   AND $__conditionalAll(integration IN ($integration), $integration)
   AND $__conditionalAll(tenant IN ($tenant), $tenant)
 GROUP BY integration
-ORDER BY state != 'Error', integration"""
+ORDER BY error_rate DESC, integration"""
     state_colors = {"type": "value", "options": {
-        "Active": {"color": "green", "index": 0}, "Error": {"color": "red", "index": 1},
-        "Disabled": {"color": "gray", "index": 2}}}
+        "active": {"color": "green", "index": 0, "text": "Active"},
+        "error": {"color": "red", "index": 1, "text": "Error"},
+        "disabled": {"color": "gray", "index": 2, "text": "Disabled"}}}
+    status_now = {**prom('max by (integration, status) (logbook_integration_status{integration=~"$integration"}) == 1',
+                         "{{integration}}"), "instant": True, "range": False, "format": "table"}
+    next_run = {**prom('max by (integration) (logbook_integration_next_run_timestamp_seconds{integration=~"$integration"}) * 1000',
+                       "{{integration}}"), "instant": True, "range": False, "format": "table"}
     rate = """
 SELECT $__timeInterval(time) AS time, integration,
        countIf(status = 'error') / count() AS error_rate
@@ -291,14 +294,19 @@ ORDER BY error_rate DESC"""
                             extra=["status = 'error'"], w=24)
     panels = [
         row("Status"),
-        table("Integration status (last 24 hours)", sql(status), w=12, h=8,
-              description="Active: syncing normally. Error: the last run failed or at least 30% "
-                          "of the last 24 hours' runs failed. Disabled: no run in 24 hours.",
-              overrides=[{"matcher": {"id": "byName", "options": "state"}, "properties": [
+        panel("table", "Integration status", [status_now], w=6, h=8,
+              description="Disabled: its latest integration_states row disables it. Error: its "
+                          "last finished run failed, or no run completed within twice its sync "
+                          "interval. Active otherwise (logbook_integration_status).",
+              overrides=[{"matcher": {"id": "byName", "options": "status"}, "properties": [
                   {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                  {"id": "mappings", "value": [state_colors]}]},
-                  {"matcher": {"id": "byName", "options": "error_rate_24h"},
-                   "properties": [{"id": "unit", "value": "percentunit"}]}]),
+                  {"id": "mappings", "value": [state_colors]}]}],
+              options={"showHeader": True}),
+        panel("table", "Next sync run due", [next_run], w=6, h=8, unit="dateTimeAsIso",
+              options={"showHeader": True}),
+        table("Sync runs, last 24 hours", sql(summary), w=12, h=8,
+              overrides=[{"matcher": {"id": "byName", "options": "error_rate"},
+                          "properties": [{"id": "unit", "value": "percentunit"}]}]),
         barchart("Error rate per integration, last 24 hours (alert at 30%)", sql(rate_24h),
                  unit="percentunit", thresholds=line, w=12, h=8,
                  custom={"thresholdsStyle": {"mode": "line+area"}}),
@@ -309,6 +317,9 @@ ORDER BY error_rate DESC"""
                    [sql(rate, TIME_SERIES)], unit="percentunit", thresholds=line, w=12,
                    custom={"thresholdsStyle": {"mode": "line"}}),
         failed_runs,
+        log_table(k, "integration_states", "Enabled, disabled and reconfigured",
+                  ["integration", "change", "enabled", "sync_interval_s", "actor"], variables,
+                  w=12),
         row("Failed entities"),
         log_table(k, "integration_errors", "Failed entities with messages",
                   ["integration", "entity_type", "entity_id", "failure_type", "message"],

@@ -204,4 +204,12 @@ async fn example_service_rows_logs_and_spans_are_linked() {
         "{tenant_is} AND trace_id IN (SELECT TraceId FROM otel_traces WHERE SpanName = 'integration_sync')"
     );
     assert_eq!(count(&db, "api_calls", &same_trace).await, 1);
+    // The call happened inside its HTTP client span, a child of the entity's span.
+    let client_span = format!(
+        "{tenant_is} AND span_id IN (SELECT SpanId FROM otel_traces WHERE SpanKind = 'Client' \
+         AND SpanName = 'POST' AND SpanAttributes['http.request.method'] = 'POST' \
+         AND SpanAttributes['server.address'] = 'api.xero.com' AND ParentSpanId IN \
+         (SELECT SpanId FROM otel_traces WHERE SpanName = 'sync invoices'))"
+    );
+    assert_eq!(count(&db, "api_calls", &client_span).await, 1);
 }

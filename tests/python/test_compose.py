@@ -143,3 +143,25 @@ def test_cluster_servers_macros_and_load_balancer_agree():
     backends = set(re.findall(r"^\s*server \S+ ([\w-]+):\d+", haproxy, re.M))
     replicas = {n for n, s in services.items() if s.get("command") == ["serve"]}
     assert backends == replicas and len(replicas) == 2
+
+
+def test_alertmanager_of_the_stack_is_the_real_config_sending_to_the_smtp_catcher(tmp_path):
+    """The compose service rewrites only the global SMTP settings of config/alertmanager.yml;
+    the result is a valid Alertmanager configuration (amtool) sending to the `smtp` service."""
+    service = config("docker-compose.yml")["services"]["alertmanager"]
+    script = service["command"][0].split(" && exec ")[0]
+    script = script.replace("/etc/alertmanager/alertmanager.yml",
+                            str(ROOT / "config" / "alertmanager.yml"))
+    script = script.replace("/alertmanager/alertmanager.yml", str(tmp_path / "alertmanager.yml"))
+    subprocess.run(["sh", "-c", script], check=True)
+    (tmp_path / "alertmanager-templates").symlink_to(ROOT / "config" / "alertmanager-templates")
+    rendered = yaml.safe_load((tmp_path / "alertmanager.yml").read_text())
+    assert rendered["global"]["smtp_smarthost"] == "smtp:1025"
+    assert rendered["global"]["smtp_require_tls"] is False
+    assert not any(k.startswith("smtp_auth_") for k in rendered["global"])
+    original = yaml.safe_load((ROOT / "config" / "alertmanager.yml").read_text())
+    assert rendered["route"] == original["route"] and rendered["receivers"] == original["receivers"]
+    check = subprocess.run(["amtool", "check-config", str(tmp_path / "alertmanager.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "smtp" in config("docker-compose.yml")["services"]

@@ -70,6 +70,19 @@ async fn main() -> anyhow::Result<()> {
             telemetry.emit(&run(status));
             println!("sent integration_sync_runs status={status}");
         }
+        // The entity's part of the run, and the outbound request inside it: an HTTP client
+        // span with the OpenTelemetry HTTP semantic conventions' attributes.
+        let entity = tracing::info_span!("sync invoices", logbook.integration.entity = "invoices");
+        let _entity = entity.enter();
+        let request = tracing::info_span!(
+            "POST",
+            otel.kind = "client",
+            http.request.method = "POST",
+            url.full = "https://api.xero.com/oauth/token",
+            server.address = "api.xero.com",
+            server.port = 443,
+            http.response.status_code = 200,
+        );
         let call = ApiCall {
             id: RowId(uuid::Uuid::now_v7()),
             tenant: tenant.clone(),
@@ -84,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
             response_body: r#"{"token_type":"Bearer"}"#.into(),
             ..Default::default()
         };
-        telemetry.emit(&call);
+        request.in_scope(|| telemetry.emit(&call));
         println!("sent api_calls id={}", call.id.0);
         let mail = MailMessage {
             id: RowId(uuid::Uuid::now_v7()),
