@@ -7,5 +7,6 @@ mod engine;
 mod harness;
 mod ingest;
 mod logbook;
+mod redaction;
 mod schema;
 mod telemetry;
