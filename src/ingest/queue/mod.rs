@@ -504,4 +504,6 @@ impl Queue {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
