@@ -27,7 +27,7 @@
 //! Run: `cargo bench --bench ingest_e2e` (env: `E2E_SECONDS`, `E2E_SENDERS`, `E2E_RECORDS`,
 //! `E2E_RUNS`, `E2E_SCENARIOS=steady,flood`, `E2E_FLOOD_SENDERS` (default twice `E2E_SENDERS`),
 //! `E2E_COMPRESSION` (`clickhouse.compression`, default `lz4`), `E2E_LOGBOOK_BIN` to run
-//! another logbook build).
+//! another logbook build, `E2E_CONFIG` for more TOML sections of logbook's configuration).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -154,9 +154,11 @@ impl Logbook {
                  compression = {compression:?}\n\
                  [server]\nlisten = \"127.0.0.1:{api}\"\n\
                  [ingest]\nhttp_listen = \"127.0.0.1:{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\n\
-                 [queue]\npath = {:?}\nfsync = \"always\"\n{queue_extra}\n",
+                 [queue]\npath = {:?}\nfsync = \"always\"\n{queue_extra}\n{}\n",
                 ch.url,
-                queue.display().to_string()
+                queue.display().to_string(),
+                // E2E_CONFIG: more TOML sections, e.g. `[batch]` limits to compare.
+                std::env::var("E2E_CONFIG").unwrap_or_default(),
             ),
         )
         .unwrap();
