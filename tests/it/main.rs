@@ -6,6 +6,7 @@ mod durability;
 mod engine;
 mod harness;
 mod ingest;
+mod integrations;
 mod logbook;
 mod redaction;
 mod schema;
