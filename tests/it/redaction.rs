@@ -10,10 +10,9 @@ use prost::Message;
 
 use crate::harness::test_db;
 use crate::ingest::{
-    FAST, Transport, api_call, count_where, kv, now_nanos, post, request, s, send_logs, wait_for,
-    walk,
+    FAST, api_call, count_where, kv, now_nanos, post, request, s, send_logs, wait_for, walk,
 };
-use crate::logbook::Logbook;
+use crate::logbook::{Logbook, Transport};
 
 const CARD: &str = "4111111111111111";
 const SPACED_CARD: &str = "5555 5555 5555 4444";
