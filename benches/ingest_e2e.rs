@@ -19,10 +19,15 @@
 //! every insert but stores nothing, so the rate shows what logbook itself can carry on this
 //! machine; "stored" is then logbook's `logbook_rows_inserted_total` for `otel_logs`.
 //!
+//! A fourth ("side_by_side", not run by default) is the workload logbook was compared with
+//! Vector on: 500,000 records of about 450 bytes that name no log kind (only `otel_logs` is
+//! written), 500 per request, 8 senders, `queue.fsync = "always"`; it stops at that many
+//! acknowledged records instead of after `E2E_SECONDS`.
+//!
 //! Run: `cargo bench --bench ingest_e2e` (env: `E2E_SECONDS`, `E2E_SENDERS`, `E2E_RECORDS`,
 //! `E2E_RUNS`, `E2E_SCENARIOS=steady,flood`, `E2E_FLOOD_SENDERS` (default twice `E2E_SENDERS`),
 //! `E2E_COMPRESSION` (`clickhouse.compression`, default `lz4`), `LOGBOOK_BIN` to run
-//! another logbook build).
+//! another logbook build, `E2E_CONFIG` for more TOML sections of logbook's configuration).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -37,6 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 
 use harness::TestServer;
@@ -192,6 +198,10 @@ struct Scenario {
     /// Swap logbook's tables for `Null`-engine twins: ClickHouse still receives, decompresses
     /// and parses every insert, but stores nothing, so logbook's own capacity shows.
     null_tables: bool,
+    /// The request bodies sent, with their record counts.
+    bodies: Arc<Vec<(Vec<u8>, u64)>>,
+    /// Stop once this many records are acknowledged instead of after the run's seconds.
+    total_records: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -217,15 +227,23 @@ async fn run(
     ch: &TestServer,
     scenario: &Scenario,
     index: usize,
-    bodies: Arc<Vec<(Vec<u8>, u64)>>,
     seconds: u64,
 ) -> Outcome {
+    let bodies = Arc::clone(&scenario.bodies);
+    let total = scenario.total_records.unwrap_or(u64::MAX);
+    let seconds = if scenario.total_records.is_some() {
+        3_600
+    } else {
+        seconds
+    };
     let database = format!("bench_{}_{index}", scenario.name);
     let compression = std::env::var("E2E_COMPRESSION").unwrap_or_else(|_| "lz4".into());
     let extra = format!(
         "[clickhouse]\ncompression = {compression:?}\n[log]\nlevel = \"warn\"\n\
-         [queue]\nfsync = \"always\"\n{}",
-        scenario.queue_extra
+         [queue]\nfsync = \"always\"\n{}\n{}",
+        scenario.queue_extra,
+        // E2E_CONFIG: more TOML sections, e.g. `[batch]` limits to compare.
+        std::env::var("E2E_CONFIG").unwrap_or_default(),
     );
     let mut logbook =
         Logbook::start_on(&ch.url(), ch.user(), ch.password(), &database, &extra).await;
@@ -275,7 +293,10 @@ async fn run(
         let honour = scenario.honour_retry_after;
         tasks.push(tokio::spawn(async move {
             let mut next = sender;
-            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            while Instant::now() < deadline
+                && !stop.load(Ordering::Relaxed)
+                && counters.acked_records.load(Ordering::Relaxed) < total
+            {
                 let (body, records) = &bodies[next % bodies.len()];
                 let response = client
                     .post(&url)
@@ -396,18 +417,31 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let encode = |request: ExportLogsServiceRequest| {
+        let records = common::count(&request) as u64;
+        (request.encode_to_vec(), records)
+    };
     let bodies: Arc<Vec<(Vec<u8>, u64)>> = Arc::new(
         (0..32)
-            .map(|seed| {
-                let request = common::request(records, 1000 + seed);
-                (request.encode_to_vec(), common::count(&request) as u64)
-            })
+            .map(|seed| encode(common::request(records, 1000 + seed)))
             .collect(),
     );
-    let avg_body = bodies.iter().map(|(b, _)| b.len()).sum::<usize>() / bodies.len();
+    let plain: Arc<Vec<(Vec<u8>, u64)>> = Arc::new(
+        (0..32)
+            .map(|seed| encode(common::plain_request(500, 2000 + seed, 25)))
+            .collect(),
+    );
+    let average = |bodies: &[(Vec<u8>, u64)]| {
+        let bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();
+        let records: u64 = bodies.iter().map(|(_, n)| n).sum();
+        (bytes / bodies.len(), bytes as u64 / records)
+    };
+    let (avg_body, _) = average(&bodies);
+    let (plain_body, plain_record) = average(&plain);
     let ch = TestServer::start(None, None);
     println!(
-        "chdb server at {}; {senders} senders, {records} records ({avg_body} bytes) per request, {seconds} s per run, {runs} runs",
+        "chdb server at {}; {senders} senders, {records} records ({avg_body} bytes) per request, {seconds} s per run, {runs} runs; \
+         side_by_side: 500 records ({plain_body} bytes, {plain_record} per record) per request",
         ch.url()
     );
     let all = [
@@ -417,6 +451,8 @@ fn main() {
             senders,
             honour_retry_after: true,
             null_tables: false,
+            bodies: Arc::clone(&bodies),
+            total_records: None,
         },
         Scenario {
             name: "flood",
@@ -424,6 +460,8 @@ fn main() {
             senders: flood_senders,
             honour_retry_after: false,
             null_tables: false,
+            bodies: Arc::clone(&bodies),
+            total_records: None,
         },
         Scenario {
             name: "capacity",
@@ -431,13 +469,24 @@ fn main() {
             senders,
             honour_retry_after: true,
             null_tables: true,
+            bodies: Arc::clone(&bodies),
+            total_records: None,
+        },
+        Scenario {
+            name: "side_by_side",
+            queue_extra: "",
+            senders: 8,
+            honour_retry_after: true,
+            null_tables: false,
+            bodies: plain,
+            total_records: Some(500_000),
         },
     ];
     runtime.block_on(async {
         for scenario in all.iter().filter(|s| scenarios.split(',').any(|n| n == s.name)) {
             let mut outcomes = Vec::new();
             for index in 0..runs {
-                let o = run(&root, &ch, scenario, index, bodies.clone(), seconds).await;
+                let o = run(&root, &ch, scenario, index, seconds).await;
                 println!(
                     "{} run {}: acked {} records in {:.1} s = {:.0}/s; drained {:.1} s later; end to end {:.0}/s; \
                      stored {}; 429s {}; other errors {}; logbook VmHWM {:.0} MiB (max RSS sampled {:.0}); chdb max RSS {:.0} MiB; \

@@ -29,12 +29,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let metrics = Arc::new(Metrics::with_config(&config.metrics));
-    let queue = Queue::open(queue_options(&config)).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the durable queue in {}: {e}",
-            config.queue.path.display()
-        )
-    })?;
+    let queue = Queue::open_async(queue_options(&config))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the durable queue in {}: {e}",
+                config.queue.path.display()
+            )
+        })?;
     let redactor = Redactor::new(&config.redaction)?;
     let intake = Arc::new(Intake::new(
         queue.clone(),

@@ -385,6 +385,28 @@ pub fn request(records: usize, seed: u64) -> ExportLogsServiceRequest {
     }
 }
 
+/// A request of `records` records that name no log kind (only `otel_logs` is written), each
+/// like `plain` with a body of `body_words` words: 25 words make records of about 450 bytes.
+pub fn plain_request(records: usize, seed: u64, body_words: usize) -> ExportLogsServiceRequest {
+    let mut rng = Rng(seed);
+    let base = now_nanos();
+    let mut request = request(0, seed);
+    request.resource_logs[0].scope_logs[0].log_records = (0..records)
+        .map(|i| {
+            let mut record = plain(&mut rng, base + i as u64 * 1000);
+            record.body = Some(AnyValue {
+                value: Some(s(&format!(
+                    "{} {}",
+                    words(&mut rng, body_words),
+                    rng.below(1_000_000)
+                ))),
+            });
+            record
+        })
+        .collect();
+    request
+}
+
 /// Log records in a request.
 pub fn count(request: &ExportLogsServiceRequest) -> usize {
     request

@@ -62,27 +62,20 @@ impl Pipeline {
     }
 
     /// Cuts recorded in the queue past the acknowledged position: batches formed before a
-    /// restart that must be formed again identically.
-    fn pending_cuts(&self) -> Result<VecDeque<(u64, u64)>, QueueError> {
-        let acked = self.queue.stats().acked;
-        let mut reader = self.queue.reader();
-        let mut cuts = VecDeque::new();
-        while let Some(entry) = reader.try_next()? {
-            if let Entry::Marker { payload, .. } = entry
-                && let Some((first, last)) = decode_cut(&payload)
-                && first >= acked
-            {
-                cuts.push_back((first, last));
-            }
-        }
-        Ok(cuts)
+    /// restart that must be formed again identically. Reads the whole unacknowledged log, so
+    /// on the blocking thread pool.
+    async fn pending_cuts(&self) -> Result<VecDeque<(u64, u64)>, QueueError> {
+        let queue = self.queue.clone();
+        tokio::task::spawn_blocking(move || pending_cuts(&queue))
+            .await
+            .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
     }
 
     /// Runs until `stop`; on stop, a batch being retried is left in the queue for the next
     /// start, and a batch being filled is flushed once if ClickHouse takes it.
     pub async fn run(self, stop: CancellationToken) -> Result<(), PipelineError> {
         let queue_id = self.queue.id();
-        let mut cuts = self.pending_cuts()?;
+        let mut cuts = self.pending_cuts().await?;
         if !cuts.is_empty() {
             tracing::info!(
                 batches = cuts.len(),
@@ -188,7 +181,7 @@ impl Pipeline {
         self.metrics.batch_rows.observe(batch.rows.len() as f64);
         let (token, next) = (batch.token(queue_id), batch.last + 1);
         let set_aside = self.sink.write(&mut batch.rows, &token, stop).await?;
-        match self.queue.ack(next) {
+        match self.queue.ack(next).await {
             // Counted once acknowledged: a batch replayed after a crash was not (module
             // docs of kind_metrics).
             Ok(()) => self.metrics.kinds.count(&batch.rows.tally, |table| {
@@ -212,6 +205,21 @@ impl Pipeline {
                 .map_or(0, |age| age.as_secs() as i64),
         );
     }
+}
+
+fn pending_cuts(queue: &Queue) -> Result<VecDeque<(u64, u64)>, QueueError> {
+    let acked = queue.stats().acked;
+    let mut reader = queue.reader();
+    let mut cuts = VecDeque::new();
+    while let Some(entry) = reader.try_next()? {
+        if let Entry::Marker { payload, .. } = entry
+            && let Some((first, last)) = decode_cut(&payload)
+            && first >= acked
+        {
+            cuts.push_back((first, last));
+        }
+    }
+    Ok(cuts)
 }
 
 /// A flush that did not store its batch: expected when stopping (ClickHouse kept failing),

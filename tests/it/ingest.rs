@@ -491,7 +491,7 @@ async fn a_bot_call_span_becomes_an_api_calls_row_and_an_error() {
     );
 }
 
-fn api_call(bot: &str, user: &str) -> LogRecord {
+pub fn api_call(bot: &str, user: &str) -> LogRecord {
     LogRecord {
         time_unix_nano: now_nanos(),
         event_name: "logbook.api_call".into(),
@@ -791,7 +791,7 @@ async fn secrets_are_redacted_in_every_table_and_in_the_queue() {
     }
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();

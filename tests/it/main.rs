@@ -9,6 +9,7 @@ mod ingest;
 mod integrations;
 mod logbook;
 mod notify;
+mod redaction;
 mod schema;
 mod settings;
 mod smtp;

@@ -256,6 +256,7 @@ impl Queue {
     /// at the end of the last segment is cut off with a warning, and any other damage is a
     /// [`QueueError::Corrupt`]. If the log ends before the acknowledged position (an unsynced
     /// tail lost in a power failure), appends continue after it so positions are not reused.
+    /// Blocks while it reads and checks the log: from async code use [`Queue::open_async`].
     pub fn open(opts: QueueOptions) -> Result<Queue, QueueError> {
         let dir = opts.dir;
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
@@ -304,6 +305,13 @@ impl Queue {
                 _lock: lock,
             }),
         })
+    }
+
+    /// [`Queue::open`] on the blocking thread pool: recovery reads the whole unacknowledged log.
+    pub async fn open_async(opts: QueueOptions) -> Result<Queue, QueueError> {
+        tokio::task::spawn_blocking(move || Queue::open(opts))
+            .await
+            .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
     }
 
     /// Random id created at first open and kept in the directory.
@@ -370,12 +378,22 @@ impl Queue {
         Reader::new(Arc::clone(&self.inner.shared))
     }
 
+    /// [`Queue::ack_blocking`] on the blocking thread pool, so its fsyncs and file reads do
+    /// not hold up an async worker (and every task queued behind it).
+    pub async fn ack(&self, upto: Position) -> Result<(), QueueError> {
+        let queue = self.clone();
+        tokio::task::spawn_blocking(move || queue.ack_blocking(upto))
+            .await
+            .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
+    }
+
     /// Records that every entry with a position below `upto` is stored downstream: persists
     /// the position of the first entry at or after `upto` (durably, before returning; this
     /// blocks for two fsyncs), stops counting the acknowledged bytes toward `max_bytes` and
     /// deletes the segments wholly below it. An error while deleting leaves the
-    /// acknowledgement in place; the files go at the next open.
-    pub fn ack(&self, upto: Position) -> Result<(), QueueError> {
+    /// acknowledgement in place; the files go at the next open. Blocks: from async code use
+    /// [`Queue::ack`].
+    pub fn ack_blocking(&self, upto: Position) -> Result<(), QueueError> {
         let shared = &self.inner.shared;
         let _serialized = self
             .inner
@@ -485,5 +503,7 @@ impl Queue {
     }
 }
 
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;

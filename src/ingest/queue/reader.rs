@@ -31,6 +31,7 @@ impl Reader {
     /// [`QueueError::Closed`] once every [`super::Queue`] handle is dropped and all entries
     /// have been read. Cancel-safe: an entry is only taken when the call completes, so it can
     /// be used in `tokio::select!`.
+    /// The file read runs on the blocking thread pool, not on the async worker.
     pub async fn next(&mut self) -> Result<Entry, QueueError> {
         let shared = Arc::clone(&self.shared);
         loop {
@@ -38,17 +39,42 @@ impl Reader {
             let appended = shared.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            if let Some(entry) = self.try_next()? {
-                return Ok(entry);
+            let (available, closed) = {
+                let state = shared.lock();
+                (self.pos.max(state.acked) < state.end, state.closed)
+            };
+            if available {
+                if let Some(entry) = self.read_off_runtime().await? {
+                    return Ok(entry);
+                }
+                continue;
             }
-            if shared.lock().closed {
+            if closed {
                 return Err(QueueError::Closed);
             }
             appended.await;
         }
     }
 
-    /// The next entry if one is available now.
+    /// [`Reader::try_next`] on the blocking thread pool. If the caller stops waiting, the
+    /// reader stays where it was (its open file is dropped and reopened on the next read).
+    async fn read_off_runtime(&mut self) -> Result<Option<Entry>, QueueError> {
+        let mut detached = Reader {
+            shared: Arc::clone(&self.shared),
+            pos: self.pos,
+            cursor: std::mem::take(&mut self.cursor),
+        };
+        let (detached, entry) = tokio::task::spawn_blocking(move || {
+            let entry = detached.try_next();
+            (detached, entry)
+        })
+        .await
+        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
+        *self = detached;
+        entry
+    }
+
+    /// The next entry if one is available now. Blocks for the file read.
     pub fn try_next(&mut self) -> Result<Option<Entry>, QueueError> {
         loop {
             let (acked, end) = {

@@ -93,7 +93,7 @@ async fn reopen_resumes_at_the_ack_and_replays_unacked_entries() {
     }
     queue.append_marker(b"m").await.unwrap();
     queue.append(b"d").await.unwrap();
-    queue.ack(2 * rec(1)).unwrap();
+    queue.ack_blocking(2 * rec(1)).unwrap();
     drop(queue);
 
     let queue = open(dir.path());
@@ -110,7 +110,7 @@ async fn ack_inside_an_entry_acknowledges_it_whole() {
     let queue = open(dir.path());
     let first = queue.append(b"first").await.unwrap();
     queue.append(b"second").await.unwrap();
-    queue.ack(first + 1).unwrap();
+    queue.ack_blocking(first + 1).unwrap();
     assert_eq!(queue.stats().acked, rec(5));
     assert_eq!(payloads(&drain(&mut queue.reader())), [b"second"]);
     drop(queue);
@@ -120,13 +120,54 @@ async fn ack_inside_an_entry_acknowledges_it_whole() {
     );
 }
 
+/// An ack blocks for two fsyncs; other tasks on the same runtime thread must run meanwhile.
+/// Another thread holding the ack lock stands in for a slow fsync.
+#[tokio::test(flavor = "current_thread")]
+async fn other_tasks_run_while_an_ack_is_blocked() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(dir.path());
+    queue.append(vec![1; 10]).await.unwrap();
+    let end = queue.stats().end;
+    let released = Arc::new(AtomicBool::new(false));
+    let (locked, wait_locked) = std::sync::mpsc::channel();
+    let (release, wait_release) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let (queue, released) = (queue.clone(), Arc::clone(&released));
+        move || {
+            let _slow_fsync = queue.inner.acking.lock().unwrap();
+            locked.send(()).unwrap();
+            // Released once another task ran, or after a while if the ack blocked the
+            // runtime's only thread so that nothing else could run.
+            let _ = wait_release.recv_timeout(Duration::from_secs(3));
+            released.store(true, SeqCst);
+        }
+    });
+    wait_locked.recv().unwrap();
+    let ack = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.ack(end).await }
+    });
+    tokio::task::yield_now().await; // the ack task starts and waits for the lock
+    let other = tokio::spawn({
+        let released = Arc::clone(&released);
+        async move { !released.load(SeqCst) }
+    });
+    let ran_while_blocked = other.await.unwrap();
+    release.send(()).unwrap_or_default();
+    holder.join().unwrap();
+    assert!(ran_while_blocked, "a task waited for the ack's fsync");
+    ack.await.unwrap().unwrap();
+    assert_eq!(queue.stats().acked, end);
+}
+
 #[tokio::test]
 async fn ack_beyond_the_end_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let queue = open(dir.path());
     queue.append(b"x").await.unwrap();
     assert!(matches!(
-        queue.ack(rec(1) + 1),
+        queue.ack_blocking(rec(1) + 1),
         Err(QueueError::AckBeyondEnd { upto, end }) if upto == rec(1) + 1 && end == rec(1)
     ));
 }
@@ -234,7 +275,7 @@ async fn full_at_the_bound_until_acked() {
         Err(QueueError::Full { .. })
     ));
 
-    queue.ack(marker + 1).unwrap();
+    queue.ack_blocking(marker + 1).unwrap();
     queue.append(&[1; 100]).await.unwrap();
     assert_eq!(queue.stats().bytes, rec(100));
 }
@@ -255,12 +296,12 @@ async fn segments_roll_at_the_size_and_are_deleted_once_acked() {
     assert_eq!(names, [start(0), start(2), start(4)]);
     assert_eq!(queue.stats().disk_bytes, 5 * rec(100));
 
-    queue.ack(positions[3]).unwrap(); // inside the second segment: only the first goes
+    queue.ack_blocking(positions[3]).unwrap(); // inside the second segment: only the first goes
     assert_eq!(segment_files(dir.path()).len(), 2);
     assert!(!dir.path().join(start(0)).exists());
     assert_eq!(queue.stats().disk_bytes, 3 * rec(100));
 
-    queue.ack(queue.stats().end).unwrap();
+    queue.ack_blocking(queue.stats().end).unwrap();
     assert_eq!(segment_files(dir.path()), [dir.path().join(start(4))]);
     assert_eq!(drain(&mut queue.reader()), []);
     drop(queue);
@@ -433,7 +474,7 @@ async fn lost_tail_below_the_ack_does_not_reuse_positions() {
     let queue = open(dir.path());
     queue.append(b"stored").await.unwrap();
     queue.append(b"stored too").await.unwrap();
-    queue.ack(rec(6) + 1).unwrap();
+    queue.ack_blocking(rec(6) + 1).unwrap();
     drop(queue);
     // As after a power loss that kept the ack but not the unsynced segment.
     let segment = &segment_files(dir.path())[0];
@@ -491,7 +532,7 @@ async fn stats_follow_appends_and_acks() {
     assert!(age >= Duration::from_millis(20), "{age:?}");
     assert!(age <= before.elapsed().unwrap() + Duration::from_millis(1));
 
-    queue.ack(first + 1).unwrap();
+    queue.ack_blocking(first + 1).unwrap();
     let stats = queue.stats();
     assert_eq!((stats.bytes, stats.records), (rec(3) + rec(20), 2));
     assert_eq!(stats.acked, rec(10));

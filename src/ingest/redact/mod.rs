@@ -6,10 +6,14 @@
 //!   (`password`, `token`, `authorization`, `cookie`, `api_key`, …; see `keys.rs`) has its value
 //!   replaced, every element for arrays;
 //! - by content: every other string value (bodies, attributes, span status messages) has the
-//!   secrets inside it replaced, keeping the surrounding text byte for byte; see `text.rs`.
+//!   secrets inside it replaced, keeping the surrounding text byte for byte; see `text.rs`:
+//!   values after a secret name (JSON fields, headers, forms, URL passwords, bearer tokens),
+//!   and credentials known by their shape wherever they stand (card numbers, cloud and SaaS
+//!   keys, private key blocks, JWTs; see `detectors.rs`).
 //!
 //! Then values longer than `max_value_bytes` are truncated with a visible marker.
 
+mod detectors;
 mod keys;
 mod text;
 mod triggers;
@@ -216,5 +220,7 @@ fn redact_whole(value: &mut AnyValue, n: &mut Redactions) {
     }
 }
 
+#[cfg(test)]
+mod detector_tests;
 #[cfg(test)]
 mod tests;

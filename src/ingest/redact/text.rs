@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use regex::{Captures, Regex};
 
+use super::detectors::Detectors;
 use super::keys::{SecretKeys, is_whole_line};
 use super::triggers::Triggers;
 use super::{REDACTED, RedactError};
@@ -18,6 +19,8 @@ use super::{REDACTED, RedactError};
 const KEYS: u8 = 1;
 const BEARER: u8 = 2;
 const URL: u8 = 4;
+/// The value mentions AWS: a 40-character secret access key may stand in it.
+const AWS: u8 = 8;
 
 /// A form / query value: up to the next separator.
 const FORM_VALUE: &str = r#"[^&\s"'<>#;,]+"#;
@@ -41,6 +44,8 @@ pub(super) struct TextRules {
     pub(super) userinfo: Regex,
     /// `Bearer <token>` anywhere.
     pub(super) bearer: Regex,
+    /// Credentials recognised by their shape (card numbers, cloud and SaaS keys, JWTs, …).
+    detectors: Detectors,
     extra: Vec<Regex>,
     max_bytes: usize,
 }
@@ -63,7 +68,11 @@ impl TextRules {
             .into_iter()
             .map(|w| (w, KEYS))
             .collect();
-        words.extend([("bearer".to_owned(), BEARER), ("://".to_owned(), URL)]);
+        words.extend([
+            ("bearer".to_owned(), BEARER),
+            ("://".to_owned(), URL),
+            ("aws".to_owned(), AWS),
+        ]);
         let triggers = Triggers::new(&words)?;
 
         // Key names: any prefix ending with a secret name (ends-with, as for attributes). ASCII
@@ -105,6 +114,7 @@ impl TextRules {
             userinfo: builtin(r#"(?i)[a-z][a-z0-9+.\-]*://[^/?#\s:@"'<>]*:[^/?#\s@"'<>]+@"#)?,
             // Eight characters at least, so prose like "bearer of" is left alone.
             bearer: builtin(r"(?i-u)\bbearer\s+[a-z0-9\-._~+/]{8,}=*")?,
+            detectors: Detectors::new()?,
             extra,
             max_bytes,
         })
@@ -124,6 +134,11 @@ impl TextRules {
         }
         if found & BEARER != 0 {
             text = rewrite(text, &self.bearer, &mut redacted, bearer_edit);
+        }
+        let shaped = self.detectors.find(&text, found & AWS != 0);
+        if !shaped.is_empty() {
+            let edits = shaped.into_iter().map(|range| (range, REDACTED)).collect();
+            text = apply(text, edits, &mut redacted);
         }
         for re in &self.extra {
             let edits = if re.captures_len() > 1 {

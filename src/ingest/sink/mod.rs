@@ -148,7 +148,7 @@ impl Sink {
                 .with_label_values(&[name, &error_type])
                 .inc();
             if classify(&error) == Failure::Permanent {
-                self.set_aside(table, token, body, count, &error);
+                self.set_aside(table, token, body, count, &error).await;
                 return Ok(Stored::SetAside);
             }
             let delay = self.backoff.delay(attempt);
@@ -164,11 +164,12 @@ impl Sink {
         unreachable!("the attempt counter does not run out")
     }
 
-    fn set_aside(
+    /// Writes the batch to a dead-letter file on the blocking thread pool (it fsyncs).
+    async fn set_aside(
         &self,
-        table: &TableDef,
+        table: &'static TableDef,
         token: &str,
-        body: &[u8],
+        body: &Bytes,
         rows: usize,
         error: &clickhouse::error::Error,
     ) {
@@ -177,10 +178,18 @@ impl Sink {
             .dead_letter_batches
             .with_label_values(&[name])
             .inc();
-        match self
-            .dead_letter
-            .put(table, token, body, rows, &error.to_string())
-        {
+        let (dead_letter, token, body, reason) = (
+            self.dead_letter.clone(),
+            token.to_owned(),
+            body.clone(),
+            error.to_string(),
+        );
+        let put = tokio::task::spawn_blocking(move || {
+            dead_letter.put(table, &token, &body, rows, &reason)
+        })
+        .await
+        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
+        match put {
             Ok(path) => {
                 tracing::error!(%error, table = name, rows, path = %path.display(), "clickhouse refused a batch for good; set aside")
             }
