@@ -80,7 +80,10 @@ fn main() -> ExitCode {
         print!("{}", logbook::schema::dictionary::render());
         return ExitCode::SUCCESS;
     }
-    let config = match Config::load(cli.config.as_deref(), |k| std::env::var(k).ok()) {
+    // Variables that are not UTF-8 cannot be overrides; `env::vars` would panic on them.
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let config = match Config::load(cli.config.as_deref(), vars) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
