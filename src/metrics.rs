@@ -15,8 +15,10 @@ pub struct Metrics {
     pub received_records: IntCounterVec,
     /// Records acknowledged to senders (durably queued), by signal.
     pub accepted_records: IntCounterVec,
-    /// Records or requests refused, by signal and reason.
+    /// Records refused, by signal and reason, where they were decoded.
     pub refused_records: IntCounterVec,
+    /// Requests refused, each once, by signal and reason.
+    pub refused_requests: IntCounterVec,
     /// Records that named a log kind but did not fit it, by table and column.
     pub typed_rejected_records: IntCounterVec,
     /// Secret values redacted and long values truncated before queueing.
@@ -107,7 +109,13 @@ impl Metrics {
             refused_records: counter_vec(
                 &r,
                 "logbook_refused_records_total",
-                "records refused at the receivers, by reason",
+                "records refused at the receivers, by reason (requests refused before decoding are only in logbook_refused_requests_total)",
+                &["signal", "reason"],
+            ),
+            refused_requests: counter_vec(
+                &r,
+                "logbook_refused_requests_total",
+                "requests refused at the receivers, each once, by reason",
                 &["signal", "reason"],
             ),
             typed_rejected_records: counter_vec(

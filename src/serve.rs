@@ -11,7 +11,7 @@ use crate::config::{Config, FsyncMode};
 use crate::ingest::batch::Limits;
 use crate::ingest::pipeline::Pipeline;
 use crate::ingest::queue::{FsyncPolicy, Queue, QueueOptions};
-use crate::ingest::receive::{Intake, grpc, http};
+use crate::ingest::receive::Intake;
 use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
 use crate::metrics::Metrics;
@@ -111,21 +111,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }),
     ];
 
-    let (logs_service, traces_service) = grpc::services(intake.clone());
-    // Bounds the requests decoded at once, so memory stays bounded however many senders push.
-    let in_flight = config.ingest.max_concurrent_requests;
-    let grpc_server = tonic::transport::Server::builder()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight))
-        .add_service(logs_service)
-        .add_service(traces_service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(otlp_grpc_listener),
-            stop_receivers.clone().cancelled_owned(),
-        );
-    let http_router =
-        http::router(intake).layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight));
-    let http_server = axum::serve(otlp_http_listener, http_router)
-        .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
+    let receivers = crate::ingest::receive::serve(
+        intake,
+        otlp_grpc_listener,
+        otlp_http_listener,
+        config.ingest.max_concurrent_requests,
+        stop_receivers.clone(),
+    );
     let api_server = axum::serve(api_listener, api::app(state.clone()))
         .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
 
@@ -140,13 +132,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let servers = async {
-        let (grpc, http, api) = tokio::join!(
-            grpc_server,
-            http_server.into_future(),
-            api_server.into_future()
-        );
-        grpc?;
-        http?;
+        let (receivers, api) = tokio::join!(receivers, api_server.into_future());
+        receivers?;
         api?;
         anyhow::Ok(())
     };
