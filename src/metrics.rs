@@ -24,6 +24,9 @@ pub struct Metrics {
     /// Secret values redacted and long values truncated before queueing.
     pub redacted_values: IntCounter,
     pub truncated_values: IntCounter,
+    /// 1 when `/readyz` would answer 200.
+    pub ready: IntGauge,
+    pub queue_max_bytes: IntGauge,
     pub queue_bytes: IntGauge,
     pub queue_records: IntGauge,
     pub queue_oldest_age_seconds: IntGauge,
@@ -133,6 +136,12 @@ impl Metrics {
                 &r,
                 "logbook_truncated_values_total",
                 "values truncated to the configured size before queueing",
+            ),
+            ready: gauge(&r, "logbook_ready", "1 when /readyz answers 200"),
+            queue_max_bytes: gauge(
+                &r,
+                "logbook_queue_max_bytes",
+                "configured bound of the durable queue (queue.max_bytes)",
             ),
             queue_bytes: gauge(
                 &r,

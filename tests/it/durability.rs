@@ -64,6 +64,19 @@ impl Load {
         }
     }
 
+    /// Waits until `more` records beyond those acknowledged so far are acknowledged.
+    async fn wait_acked(&self, more: usize, what: &str) {
+        let target = self.acked.lock().await.len() + more;
+        let started = std::time::Instant::now();
+        while self.acked.lock().await.len() < target {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no {more} records acknowledged {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn finish(self) -> (BTreeSet<u64>, u64) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
@@ -212,11 +225,12 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     let db = test_db("durability_kill9").await;
     let mut logbook = Logbook::start(&db, FAST).await;
     let load = Load::start(logbook.http.clone(), logbook.grpc.clone(), "kill9-bot", 20);
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+    for restart in 0..3 {
+        load.wait_acked(100, &format!("before kill {restart}"))
+            .await;
         logbook.restart().await; // SIGKILL, then start again on the same queue
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    load.wait_acked(100, "after the last restart").await;
     let (acked, _) = load.finish().await;
     assert!(
         acked.len() > 100,
@@ -224,7 +238,8 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
         acked.len()
     );
     assert_exactly_once(&db, "kill9-bot", &acked).await;
-    assert!(logbook.stderr().contains("replaying") || logbook.stderr().contains("logbook serving"));
+    let starts = logbook.stderr().matches("logbook serving").count();
+    assert_eq!(starts, 4, "one start and three restarts on the same queue");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,12 +249,25 @@ async fn clickhouse_outage_under_load_loses_and_duplicates_nothing() {
         format!("{FAST}[sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"300ms\"\n");
     let logbook = Logbook::start(&db, &config).await;
     let load = Load::start(logbook.http.clone(), logbook.grpc.clone(), "outage-bot", 20);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    load.wait_acked(100, "before the outage").await;
     server.stop();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The outage is seen (an insert failed) and requests are still acknowledged meanwhile.
+    let started = std::time::Instant::now();
+    while !logbook
+        .metrics()
+        .await
+        .contains("logbook_clickhouse_insert_errors_total{")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no insert failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    load.wait_acked(100, "during the outage").await;
     let queued_during_outage = load.acked.lock().await.len();
     server.restart();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load.wait_acked(100, "after the outage").await;
     let (acked, _) = load.finish().await;
     assert!(
         acked.len() > queued_during_outage,
@@ -381,4 +409,104 @@ async fn a_corrupted_queue_record_stops_logbook_with_a_sentence() {
         .await,
         1
     );
+}
+
+/// The value of an unlabelled metric in a scrape.
+fn metric(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {scrape}"))
+        .parse()
+        .unwrap()
+}
+
+/// Scrapes until `name` reads `want`; the last scrape.
+async fn wait_metric(logbook: &Logbook, name: &str, want: f64) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let scrape = logbook.metrics().await;
+        if metric(&scrape, name) == want {
+            return scrape;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} never read {want}: {scrape}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The queue gauges say what is queued when they are scraped: they grow while ClickHouse is
+/// down (the pipeline is blocked) and read 0 once everything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_metrics_are_true_at_scrape_time_through_an_outage() {
+    let (mut server, db) = own_server("queue_metrics").await;
+    let config = format!(
+        "{FAST}[server]\nunreachable_threshold = \"300ms\"\n\
+         [sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"200ms\"\n"
+    );
+    let logbook = Logbook::start(&db, &config).await;
+    let send = |n: u64| request("metrics", vec![api_call_numbered("metrics-bot", n)]);
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpProtobuf, &send(0)).await,
+        200
+    );
+    wait_for(
+        &db,
+        "api_calls",
+        "bot = 'metrics-bot'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let scrape = wait_metric(&logbook, "logbook_queue_records", 0.0).await;
+    assert_eq!(metric(&scrape, "logbook_queue_bytes"), 0.0, "{scrape}");
+    assert_eq!(
+        metric(&scrape, "logbook_queue_max_bytes"),
+        1024.0 * 1024.0 * 1024.0
+    );
+    assert_eq!(metric(&scrape, "logbook_ready"), 1.0, "{scrape}");
+
+    server.stop();
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpProtobuf, &send(1)).await,
+        200
+    );
+    // The pipeline is now blocked on that batch; four more requests queue behind it.
+    let started = std::time::Instant::now();
+    while !logbook
+        .metrics()
+        .await
+        .contains("logbook_clickhouse_insert_errors_total{")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no insert failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = metric(&logbook.metrics().await, "logbook_queue_bytes");
+    for n in 2..6 {
+        assert_eq!(send_logs(&logbook, Transport::Grpc, &send(n)).await, 200);
+    }
+    let scrape = wait_metric(&logbook, "logbook_ready", 0.0).await;
+    // Five requests, and the marker of the blocked batch.
+    assert_eq!(metric(&scrape, "logbook_queue_records"), 6.0, "{scrape}");
+    assert!(
+        metric(&scrape, "logbook_queue_bytes") > before,
+        "queue bytes grew during the outage: {scrape}"
+    );
+
+    server.restart();
+    wait_for(
+        &db,
+        "api_calls",
+        "bot = 'metrics-bot'",
+        6,
+        Duration::from_secs(30),
+    )
+    .await;
+    let scrape = wait_metric(&logbook, "logbook_queue_records", 0.0).await;
+    assert_eq!(metric(&scrape, "logbook_queue_bytes"), 0.0, "{scrape}");
 }
