@@ -27,7 +27,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every component: the HTTP server (health checks, metrics) and retention jobs.
-    Serve,
+    Serve {
+        /// Create or upgrade the database schema first, then serve (a container entrypoint's
+        /// usual pattern).
+        #[arg(long)]
+        migrate: bool,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         /// Print the statements that would run, and change nothing.
@@ -120,7 +125,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => logbook::serve::run(config).await,
+            Command::Serve { migrate: first } => {
+                if first {
+                    migrate(&config, false, false).await?;
+                }
+                logbook::serve::run(config).await
+            }
             Command::Migrate {
                 dry_run,
                 materialize_ttl,

@@ -15,7 +15,7 @@ use crate::ingest::receive::Intake;
 use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
 use crate::metrics::Metrics;
-use crate::store::{self, probe::ClickhouseStatus};
+use crate::store::{self, migrate::Migrator, probe::ClickhouseStatus};
 
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
 /// finish their in-flight requests, the pipeline flushes its last batch, then jobs stop.
@@ -77,7 +77,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.clickhouse.request_timeout,
         DeadLetter::new(&config.queue.path.join("dead-letter")),
         metrics.clone(),
-    );
+    )
+    .wait_for_schema(clickhouse_status.clone());
     let limits = Limits {
         max_rows: config.batch.max_rows,
         max_bytes: usize::try_from(config.batch.max_bytes.as_u64()).unwrap_or(usize::MAX),
@@ -88,7 +89,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let jobs = [
         tokio::spawn({
-            let (client, metrics, stop) = (client.clone(), metrics.clone(), stop_jobs.clone());
+            // Not bound to the database, which may not exist yet: readiness says so.
+            let client = store::server_client(&config.clickhouse);
+            let migrator = Migrator::new(client.clone(), &config);
+            let (metrics, stop) = (metrics.clone(), stop_jobs.clone());
             let (timeout, interval) = (
                 config.clickhouse.request_timeout,
                 config.server.readiness_probe_interval,
@@ -96,6 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             async move {
                 store::probe::run(
                     client,
+                    migrator,
                     timeout,
                     interval,
                     &clickhouse_status,

@@ -510,3 +510,106 @@ async fn queue_metrics_are_true_at_scrape_time_through_an_outage() {
     let scrape = wait_metric(&logbook, "logbook_queue_records", 0.0).await;
     assert_eq!(metric(&scrape, "logbook_queue_bytes"), 0.0, "{scrape}");
 }
+
+/// Drops the test's database: a server where logbook was never migrated.
+async fn drop_database(db: &TestDb) {
+    clickhouse::Client::default()
+        .with_url(&db.url)
+        .with_user(&db.user)
+        .with_password(&db.password)
+        .query(&format!("DROP DATABASE `{}` SYNC", db.database))
+        .execute()
+        .await
+        .unwrap();
+}
+
+/// Polls `/readyz` until its body contains `text`; the body.
+async fn wait_readyz(logbook: &Logbook, text: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let body = reqwest::get(format!("{}/readyz", logbook.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains(text) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/readyz never said {text:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A database never migrated is an operator error a migration fixes, not bad data: readiness
+/// says so, acknowledged batches wait in the queue, and `logbook migrate` lets them through
+/// with no manual step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmigrated_database_keeps_batches_queued_until_migrate() {
+    let db = test_db("durability_unmigrated").await;
+    drop_database(&db).await;
+    let config =
+        format!("{FAST}[sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"300ms\"\n");
+    let logbook = Logbook::start_unmigrated(&db, &config, &[]).await;
+    let version = logbook::store::migrate::SCHEMA_VERSION;
+    let reason = format!("schema version {version} expected, found 0 — run logbook migrate");
+    let body = wait_readyz(&logbook, &reason).await;
+    assert!(body.contains("\"ready\":false"), "{body}");
+    assert!(logbook.stderr().contains(&format!("not ready: {reason}")));
+    for (n, transport) in [
+        Transport::HttpProtobuf,
+        Transport::Grpc,
+        Transport::HttpJson,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sent = request(
+            "unmigrated",
+            vec![api_call_numbered("unmigrated-bot", n as u64)],
+        );
+        assert_eq!(send_logs(&logbook, transport, &sent).await, 200);
+    }
+    let started = std::time::Instant::now();
+    while !logbook.metrics().await.contains("error_type=\"code_81\"") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no insert was tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .args(["migrate", "--config"])
+        .arg(&logbook.config)
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let acked: BTreeSet<u64> = (0..3).collect();
+    assert_exactly_once(&db, "unmigrated-bot", &acked).await;
+    wait_readyz(&logbook, "\"ready\":true").await;
+    let dead_letters = std::fs::read_dir(logbook.queue_dir().join("dead-letter"))
+        .map(|files| files.count())
+        .unwrap_or(0);
+    assert_eq!(dead_letters, 0, "nothing was set aside");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_migrate_creates_the_schema_then_serves() {
+    let db = test_db("durability_serve_migrate").await;
+    drop_database(&db).await;
+    let logbook = Logbook::start_unmigrated(&db, FAST, &["--migrate"]).await;
+    wait_readyz(&logbook, "\"ready\":true").await;
+    let sent = request(
+        "serve-migrate",
+        vec![api_call_numbered("serve-migrate-bot", 0)],
+    );
+    assert_eq!(send_logs(&logbook, Transport::Grpc, &sent).await, 200);
+    assert_exactly_once(&db, "serve-migrate-bot", &BTreeSet::from([0])).await;
+}
