@@ -27,7 +27,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every component: the HTTP server (health checks, metrics) and retention jobs.
-    Serve,
+    Serve {
+        /// Create or upgrade the database schema first, then serve (a container entrypoint's
+        /// usual pattern).
+        #[arg(long)]
+        migrate: bool,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         /// Print the statements that would run, and change nothing.
@@ -85,7 +90,10 @@ fn main() -> ExitCode {
         print!("{}", logbook::schema::dictionary::render());
         return ExitCode::SUCCESS;
     }
-    let config = match Config::load(cli.config.as_deref(), |k| std::env::var(k).ok()) {
+    // Variables that are not UTF-8 cannot be overrides; `env::vars` would panic on them.
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let config = match Config::load(cli.config.as_deref(), vars) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -122,7 +130,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => logbook::serve::run(config).await,
+            Command::Serve { migrate: first } => {
+                if first {
+                    migrate(&config, false, false).await?;
+                }
+                logbook::serve::run(config).await
+            }
             Command::Migrate {
                 dry_run,
                 materialize_ttl,

@@ -74,13 +74,18 @@ pub struct Metrics {
     pub received_records: IntCounterVec,
     /// Records acknowledged to senders (durably queued), by signal.
     pub accepted_records: IntCounterVec,
-    /// Records or requests refused, by signal and reason.
+    /// Records refused, by signal and reason, where they were decoded.
     pub refused_records: IntCounterVec,
+    /// Requests refused, each once, by signal and reason.
+    pub refused_requests: IntCounterVec,
     /// Records that named a log kind but did not fit it, by table and column.
     pub typed_rejected_records: IntCounterVec,
     /// Secret values redacted and long values truncated before queueing.
     pub redacted_values: IntCounter,
     pub truncated_values: IntCounter,
+    /// 1 when `/readyz` would answer 200.
+    pub ready: IntGauge,
+    pub queue_max_bytes: IntGauge,
     pub queue_bytes: IntGauge,
     pub queue_records: IntGauge,
     pub queue_oldest_age_seconds: IntGauge,
@@ -185,7 +190,13 @@ impl Metrics {
             refused_records: counter_vec(
                 &r,
                 "logbook_refused_records_total",
-                "records refused at the receivers, by reason",
+                "records refused at the receivers, by reason (requests refused before decoding are only in logbook_refused_requests_total)",
+                &["signal", "reason"],
+            ),
+            refused_requests: counter_vec(
+                &r,
+                "logbook_refused_requests_total",
+                "requests refused at the receivers, each once, by reason",
                 &["signal", "reason"],
             ),
             typed_rejected_records: counter_vec(
@@ -203,6 +214,12 @@ impl Metrics {
                 &r,
                 "logbook_truncated_values_total",
                 "values truncated to the configured size before queueing",
+            ),
+            ready: gauge(&r, "logbook_ready", "1 when /readyz answers 200"),
+            queue_max_bytes: gauge(
+                &r,
+                "logbook_queue_max_bytes",
+                "configured bound of the durable queue (queue.max_bytes)",
             ),
             queue_bytes: gauge(
                 &r,

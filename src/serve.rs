@@ -11,7 +11,7 @@ use crate::config::{Config, FsyncMode};
 use crate::ingest::batch::Limits;
 use crate::ingest::pipeline::Pipeline;
 use crate::ingest::queue::{FsyncPolicy, Queue, QueueOptions};
-use crate::ingest::receive::{Intake, grpc, http};
+use crate::ingest::receive::Intake;
 use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
 use crate::metrics::Metrics;
@@ -20,7 +20,7 @@ use crate::notify::clock::SystemClock;
 use crate::notify::metrics::NotifyMetrics;
 use crate::query;
 use crate::settings::SettingsStore;
-use crate::store::{self, probe::ClickhouseStatus};
+use crate::store::{self, migrate::Migrator, probe::ClickhouseStatus};
 
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
 /// finish their in-flight requests, the pipeline flushes its last batch, then jobs stop.
@@ -84,7 +84,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.clickhouse.request_timeout,
         DeadLetter::new(&config.queue.path.join("dead-letter")),
         metrics.clone(),
-    );
+    )
+    .wait_for_schema(clickhouse_status.clone());
     let limits = Limits {
         max_rows: config.batch.max_rows,
         max_bytes: usize::try_from(config.batch.max_bytes.as_u64()).unwrap_or(usize::MAX),
@@ -104,7 +105,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             async move { settings.run(interval, stop).await }
         }),
         tokio::spawn({
-            let (client, metrics, stop) = (client.clone(), metrics.clone(), stop_jobs.clone());
+            // Not bound to the database, which may not exist yet: readiness says so.
+            let client = store::server_client(&config.clickhouse);
+            let migrator = Migrator::new(client.clone(), &config);
+            let (metrics, stop) = (metrics.clone(), stop_jobs.clone());
             let (timeout, interval) = (
                 config.clickhouse.request_timeout,
                 config.server.readiness_probe_interval,
@@ -112,6 +116,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             async move {
                 store::probe::run(
                     client,
+                    migrator,
                     timeout,
                     interval,
                     &clickhouse_status,
@@ -151,21 +156,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         jobs.push(tokio::spawn(notifier.run(stop_jobs.clone())));
     }
 
-    let (logs_service, traces_service) = grpc::services(intake.clone());
-    // Bounds the requests decoded at once, so memory stays bounded however many senders push.
-    let in_flight = config.ingest.max_concurrent_requests;
-    let grpc_server = tonic::transport::Server::builder()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight))
-        .add_service(logs_service)
-        .add_service(traces_service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(otlp_grpc_listener),
-            stop_receivers.clone().cancelled_owned(),
-        );
-    let http_router =
-        http::router(intake).layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight));
-    let http_server = axum::serve(otlp_http_listener, http_router)
-        .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
+    let receivers = crate::ingest::receive::serve(
+        intake,
+        otlp_grpc_listener,
+        otlp_http_listener,
+        config.ingest.max_concurrent_requests,
+        stop_receivers.clone(),
+    );
     let api_server = axum::serve(api_listener, api::app(state.clone()))
         .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
 
@@ -180,13 +177,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let servers = async {
-        let (grpc, http, api) = tokio::join!(
-            grpc_server,
-            http_server.into_future(),
-            api_server.into_future()
-        );
-        grpc?;
-        http?;
+        let (receivers, api) = tokio::join!(receivers, api_server.into_future());
+        receivers?;
         api?;
         anyhow::Ok(())
     };

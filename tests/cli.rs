@@ -1,7 +1,6 @@
 //! The `logbook` command as an operator meets it: exit codes, messages, and secrets that never
 //! reach its output or its logs. No ClickHouse needed.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -135,20 +134,31 @@ fn serve_logs_never_contain_the_password() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait for serve to be probing and logging, then stop it.
+    let pipe = child.stderr.take().unwrap();
+    let (seen, logged) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)) {
+            let line = line.unwrap();
+            if line.contains("clickhouse unreachable") {
+                let _ = seen.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    logged
+        .recv_timeout(Duration::from_secs(30))
+        .expect("serve logs the unreachable ClickHouse");
     // SIGTERM: a graceful stop flushes the file writer.
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     assert!(term.unwrap().success());
     assert!(child.wait().unwrap().success(), "serve exits 0 on SIGTERM");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = reader.join().unwrap();
     let file = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(stderr.contains("clickhouse unreachable"), "{stderr}");
     assert!(file.contains("clickhouse unreachable"), "{file}");

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::ingest::queue::Queue;
+use crate::metrics::Metrics;
 use crate::store::probe::ClickhouseStatus;
 
 /// What `/readyz` reports on: each part says for itself why it is not ready.
@@ -51,6 +52,27 @@ impl Readiness {
     }
 }
 
+impl Readiness {
+    /// Sets the gauges that describe the present (readiness, the queue) at scrape time, so
+    /// they are true whatever the pipeline is doing (it may be blocked on ClickHouse).
+    pub fn observe(&self, metrics: &Metrics) {
+        metrics
+            .ready
+            .set(i64::from(self.not_ready_reasons().is_empty()));
+        if let Some((queue, max_bytes)) = &self.queue {
+            let stats = queue.stats();
+            metrics.queue_max_bytes.set(*max_bytes as i64);
+            metrics.queue_bytes.set(stats.bytes as i64);
+            metrics.queue_records.set(stats.records as i64);
+            metrics.queue_oldest_age_seconds.set(
+                stats
+                    .oldest_unacked_age
+                    .map_or(0, |age| age.as_secs() as i64),
+            );
+        }
+    }
+}
+
 pub(super) async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
@@ -69,6 +91,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.readiness.observe(&state.metrics);
     match state.metrics.encode() {
         Ok(text) => (
             StatusCode::OK,

@@ -1,9 +1,11 @@
-//! logbook's configuration: a TOML file, then environment overrides, then validation.
+//! logbook's configuration: a TOML file, then environment overrides (`env.rs`: every key, one
+//! naming rule), layered by `figment`, then validation.
 //!
 //! Every field's `///` doc is its entry in the configuration reference (docs/configuration.md,
 //! kept in step by a test). Durations are written like `"7d"`, `"30s"`, `"1h 30m"`; byte sizes
 //! like `"100 MB"` or `"10 GiB"`.
 
+mod env;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -12,8 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+pub use env::variable_for;
 pub use secret::{MASK, Secret};
 
 use crate::schema;
@@ -30,6 +35,8 @@ pub enum ConfigError {
     Syntax { path: String, message: String },
     #[error("config key `{key}`: {message}")]
     Key { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
 }
 
 fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -38,26 +45,6 @@ fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError 
         message: message.into(),
     }
 }
-
-/// Environment variables that override a key of the file: (variable, dotted key).
-pub const ENV_OVERRIDES: &[(&str, &str)] = &[
-    ("LOGBOOK_CLICKHOUSE_URL", "clickhouse.url"),
-    ("LOGBOOK_CLICKHOUSE_USER", "clickhouse.user"),
-    ("LOGBOOK_CLICKHOUSE_PASSWORD", "clickhouse.password"),
-    ("LOGBOOK_CLICKHOUSE_PASSWORD_FILE", "clickhouse.password"),
-    ("LOGBOOK_CLICKHOUSE_DATABASE", "clickhouse.database"),
-    ("LOGBOOK_SERVER_LISTEN", "server.listen"),
-    ("LOGBOOK_LOG_LEVEL", "log.level"),
-    ("LOGBOOK_LOG_FORMAT", "log.format"),
-    ("LOGBOOK_INGEST_GRPC_LISTEN", "ingest.grpc_listen"),
-    ("LOGBOOK_INGEST_HTTP_LISTEN", "ingest.http_listen"),
-    ("LOGBOOK_QUEUE_PATH", "queue.path"),
-    ("LOGBOOK_NOTIFY_SMTP_URL", "notify.smtp_url"),
-    ("LOGBOOK_NOTIFY_SMTP_PASSWORD", "notify.smtp_password"),
-    ("LOGBOOK_NOTIFY_SMTP_PASSWORD_FILE", "notify.smtp_password"),
-    ("LOGBOOK_NOTIFY_OWNERS", "notify.owners"),
-    ("LOGBOOK_NOTIFY_INTERVAL", "notify.interval"),
-];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -383,11 +370,11 @@ mod humantime_map {
 }
 
 impl Config {
-    /// Reads `path` (or only defaults when `None`), applies [`ENV_OVERRIDES`] from `env`, and
-    /// validates the result.
+    /// Reads `path` (or only defaults when `None`), layers the overrides found in `vars` over it
+    /// (`LOGBOOK_*`, see `env.rs`), and validates the result.
     pub fn load(
         path: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
+        vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         let (origin, text) = match path {
             Some(path) => (
@@ -399,37 +386,18 @@ impl Config {
             ),
             None => ("(defaults)".to_owned(), String::new()),
         };
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: origin.clone(),
-                    message: e.to_string(),
-                })?;
-        for (var, key) in ENV_OVERRIDES {
-            if let Some(value) = env(var) {
-                let value = if var.ends_with("_FILE") {
-                    let mut file = toml::Table::new();
-                    file.insert("file".into(), toml::Value::String(value));
-                    toml::Value::Table(file)
-                } else {
-                    toml::Value::String(value)
-                };
-                set_key(&mut table, key, value)?;
-            }
-        }
-        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-                let key = e.path().to_string();
-                let message = e.into_inner().message().to_owned();
-                key_error(
-                    if key == "." {
-                        "(top level)".into()
-                    } else {
-                        key
-                    },
-                    message,
-                )
+        let file: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: origin.clone(),
+                message: e.to_string(),
             })?;
+        let (overrides, variables) = env::overrides(vars)?;
+        let mut config: Config = Figment::new()
+            .merge(Layer::new(Metadata::named(origin), file))
+            .merge(Layer::new(Metadata::named("environment"), overrides))
+            .extract()
+            .map_err(|e| figment_error(e, &variables))?;
         config.validate()?;
         // Resolve defaults so check-config shows every table's effective retention.
         for table in schema::tables() {
@@ -566,10 +534,80 @@ impl Config {
         warnings
     }
 
+    /// A configuration with every optional part present: the shape the environment overrides
+    /// and the configuration reference are derived from. A new optional section or map must
+    /// be filled in here.
+    pub(crate) fn example() -> Config {
+        let mut config = Config::default();
+        config.log.file = Some(LogFileConfig {
+            path: "/var/log/logbook/logbook.log".into(),
+            max_size: default_log_file_max_size(),
+            keep: default_log_file_keep(),
+            compress: true,
+        });
+        config.retention.otel_logs_low_severity_ttl = Some(Duration::from_secs(86_400));
+        config
+            .retention
+            .ttl
+            .insert("api_calls".into(), Duration::from_secs(86_400));
+        config.ingest.tokens.insert("svc".into(), Secret::new("x"));
+        // Secrets are told apart by their masked form, so each must be set.
+        config.clickhouse.password = Secret::new("x");
+        config
+    }
+
     /// The effective configuration as TOML, secrets masked: what `check-config` prints.
     pub fn to_masked_toml(&self) -> String {
         toml::to_string_pretty(self).expect("configuration always serializes")
     }
+}
+
+/// One layer of configuration (the file, or the environment) for `figment`, which merges the
+/// layers and says which one a bad value came from.
+struct Layer {
+    metadata: Metadata,
+    table: toml::Table,
+}
+
+impl Layer {
+    fn new(metadata: Metadata, table: toml::Table) -> Layer {
+        Layer { metadata, table }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict = figment::value::Value::serialize(&self.table)?
+            .into_dict()
+            .expect("a table serializes to a dictionary");
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// A `figment` error as a [`ConfigError`] naming the dotted key, and the variable when an
+/// environment override set it.
+fn figment_error(error: figment::Error, variables: &BTreeMap<String, String>) -> ConfigError {
+    let mut path = error.path.clone();
+    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
+        path.push(field.clone());
+    }
+    let key = if path.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        path.join(".")
+    };
+    let mut message = error.kind.to_string();
+    let from = (1..=error.path.len())
+        .rev()
+        .find_map(|n| variables.get(&error.path[..n].join(".")));
+    if let Some(var) = from {
+        message.push_str(&format!(" (set by {var})"));
+    }
+    key_error(key, message)
 }
 
 fn set_key(table: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<(), ConfigError> {
@@ -616,16 +654,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logbook.toml");
         std::fs::write(&path, text).unwrap();
-        Config::load(Some(&path), |k| {
-            env.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        })
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
     }
 
     #[test]
     fn defaults_are_valid() {
-        let config = Config::load(None, |_| None).unwrap();
+        let config = Config::load(None, []).unwrap();
         assert_eq!(config.clickhouse.database, "logbook");
         assert_eq!(config.retention.server_logs_max_bytes, ByteSize::gib(10));
     }
@@ -677,6 +714,68 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_of_key_is_overridden_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "tok-from-file\n").unwrap();
+        let token = token.display().to_string();
+        let config = load_str(
+            "[ingest]\nmax_concurrent_requests = 4\n",
+            &[
+                ("LOGBOOK_INGEST_MAX_CONCURRENT_REQUESTS", "8"),
+                ("LOGBOOK_QUEUE_FSYNC", "interval"),
+                ("LOGBOOK_QUEUE_FSYNC_INTERVAL", "250ms"),
+                ("LOGBOOK_BATCH_MAX_BYTES", "8 MiB"),
+                ("LOGBOOK_TELEMETRY_ENABLED", "true"),
+                ("LOGBOOK_CLICKHOUSE_USER", "1234"),
+                ("LOGBOOK_REDACTION_EXTRA_KEYS", r#"["session", "x-auth"]"#),
+                ("LOGBOOK_LOG_FILE_PATH", "/tmp/logbook.log"),
+                ("LOGBOOK_LOG_FILE_KEEP", "3"),
+                ("LOGBOOK_RETENTION_TTL_API_CALLS", "2d"),
+                ("LOGBOOK_INGEST_TOKENS_BILLING", "tok-inline"),
+                ("LOGBOOK_INGEST_TOKENS_SHOP_FILE", token.as_str()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.ingest.max_concurrent_requests, 8);
+        assert_eq!(config.queue.fsync, FsyncMode::Interval);
+        assert_eq!(config.queue.fsync_interval, Duration::from_millis(250));
+        assert_eq!(config.batch.max_bytes, ByteSize::mib(8));
+        assert!(config.telemetry.enabled);
+        assert_eq!(config.clickhouse.user, "1234");
+        assert_eq!(config.redaction.extra_keys, ["session", "x-auth"]);
+        let file = config.log.file.as_ref().unwrap();
+        assert_eq!(
+            (file.path.to_str(), file.keep),
+            (Some("/tmp/logbook.log"), 3)
+        );
+        assert_eq!(
+            config.retention.ttl["api_calls"],
+            Duration::from_secs(2 * 86_400)
+        );
+        assert_eq!(config.ingest.tokens["billing"].expose(), "tok-inline");
+        assert_eq!(config.ingest.tokens["shop"].expose(), "tok-from-file");
+    }
+
+    #[test]
+    fn a_bad_override_names_its_key_and_variable() {
+        let err = load_str("", &[("LOGBOOK_BATCH_MAX_ROWS", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("batch.max_rows") && err.contains("LOGBOOK_BATCH_MAX_ROWS"),
+            "{err}"
+        );
+        let err = load_str("", &[("LOGBOOK_SERVER_LISTEN", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.listen") && err.contains("LOGBOOK_SERVER_LISTEN"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn credentials_in_url_are_refused() {
         let err = load_str("[clickhouse]\nurl = \"http://u:p@h:8123\"\n", &[])
             .unwrap_err()
@@ -723,15 +822,7 @@ mod reference_tests {
     /// config/logbook.toml.
     #[test]
     fn every_key_is_documented() {
-        let mut config = Config::load(None, |_| None).unwrap();
-        config.log.file = Some(LogFileConfig {
-            path: "/x".into(),
-            max_size: default_log_file_max_size(),
-            keep: 1,
-            compress: true,
-        });
-        config.retention.otel_logs_low_severity_ttl = Some(Duration::from_secs(1));
-        config.ingest.tokens.insert("svc".into(), Secret::new("x"));
+        let config = Config::example();
         let mut all = Vec::new();
         keys("", &toml::Value::try_from(&config).unwrap(), &mut all);
         let root = env!("CARGO_MANIFEST_DIR");
@@ -750,10 +841,13 @@ mod reference_tests {
             };
             assert!(sample.contains(leaf), "config/logbook.toml lacks {key}");
         }
-        for (var, _) in ENV_OVERRIDES {
+        for example in [
+            "`LOGBOOK_LOG_FILE_MAX_SIZE`",
+            "`LOGBOOK_INGEST_TOKENS_<SERVICE>`",
+        ] {
             assert!(
-                reference.contains(var) && sample.contains(var),
-                "{var} undocumented"
+                reference.contains(example),
+                "the environment rule lacks {example}"
             );
         }
     }

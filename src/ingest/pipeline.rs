@@ -86,8 +86,9 @@ impl Pipeline {
         let mut batch: Option<Batch> = None;
         // The rows of the last stored batch, emptied, for the next one to fill.
         let mut spare = Rows::default();
+        // Where the open batch's last request ends in the queue.
+        let mut batch_end = 0;
         loop {
-            self.observe_queue();
             let deadline = batch
                 .as_ref()
                 .filter(|_| cuts.is_empty())
@@ -96,7 +97,7 @@ impl Pipeline {
                 biased;
                 _ = stop.cancelled() => {
                     if let Some(batch) = batch.take().filter(|_| cuts.is_empty()) {
-                        let _ = self.flush(batch, queue_id, true, &stop).await;
+                        let _ = self.flush(batch, batch_end, queue_id, true, &stop).await;
                     }
                     return Ok(());
                 }
@@ -105,16 +106,18 @@ impl Pipeline {
             };
             let Some(entry) = entry else {
                 if let Some(full) = batch.take() {
-                    match self.flush(full, queue_id, true, &stop).await {
+                    match self.flush(full, batch_end, queue_id, true, &stop).await {
                         Ok(rows) => spare = rows,
                         Err(Stopped) => return halted(&stop),
                     }
                 }
                 continue;
             };
+            let next = entry.next_pos();
             let Entry::Data { pos, payload } = entry else {
                 continue;
             };
+            batch_end = next;
             let current = batch.get_or_insert_with(|| Batch::new(pos, std::mem::take(&mut spare)));
             self.route(
                 &payload,
@@ -136,7 +139,10 @@ impl Pipeline {
             };
             if let Some(write_marker) = cut {
                 let full = batch.take().expect("a batch is open");
-                match self.flush(full, queue_id, write_marker, &stop).await {
+                match self
+                    .flush(full, batch_end, queue_id, write_marker, &stop)
+                    .await
+                {
                     Ok(rows) => spare = rows,
                     Err(Stopped) => return halted(&stop),
                 }
@@ -162,26 +168,35 @@ impl Pipeline {
         }
     }
 
+    /// Stores `batch`, whose last request ends at queue position `end`, and acknowledges it.
     async fn flush(
         &self,
         mut batch: Batch,
+        end: u64,
         queue_id: u64,
         write_marker: bool,
         stop: &CancellationToken,
     ) -> Result<Rows, Stopped> {
         batch.report_rejections(queue_id);
+        let mut upto = batch.last + 1;
         if write_marker {
             let cut = encode_cut(batch.first, batch.last);
-            if let Err(error) = self.queue.append_marker(&cut).await {
-                // Without the marker a replay could cut differently; do not insert.
-                tracing::error!(%error, "cannot record a batch in the queue; stopping the pipeline");
-                return Err(Stopped);
+            match self.queue.append_marker(&cut).await {
+                // Nothing was queued between the batch and its marker: acknowledge the marker
+                // with the batch, so that a drained queue reads empty.
+                Ok(marker) if marker == end => upto = marker + 1,
+                Ok(_) => {}
+                Err(error) => {
+                    // Without the marker a replay could cut differently; do not insert.
+                    tracing::error!(%error, "cannot record a batch in the queue; stopping the pipeline");
+                    return Err(Stopped);
+                }
             }
         }
         self.metrics.batch_rows.observe(batch.rows.len() as f64);
-        let (token, next) = (batch.token(queue_id), batch.last + 1);
+        let token = batch.token(queue_id);
         let set_aside = self.sink.write(&mut batch.rows, &token, stop).await?;
-        match self.queue.ack(next).await {
+        match self.queue.ack(upto).await {
             // Counted once acknowledged: a batch replayed after a crash was not (module
             // docs of kind_metrics).
             Ok(()) => self.metrics.kinds.count(&batch.rows.tally, |table| {
@@ -193,17 +208,6 @@ impl Pipeline {
         }
         batch.rows.clear();
         Ok(batch.rows)
-    }
-
-    fn observe_queue(&self) {
-        let stats = self.queue.stats();
-        self.metrics.queue_bytes.set(stats.bytes as i64);
-        self.metrics.queue_records.set(stats.records as i64);
-        self.metrics.queue_oldest_age_seconds.set(
-            stats
-                .oldest_unacked_age
-                .map_or(0, |age| age.as_secs() as i64),
-        );
     }
 }
 

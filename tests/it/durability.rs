@@ -65,6 +65,19 @@ impl Load {
         }
     }
 
+    /// Waits until `more` records beyond those acknowledged so far are acknowledged.
+    async fn wait_acked(&self, more: usize, what: &str) {
+        let target = self.acked.lock().await.len() + more;
+        let started = std::time::Instant::now();
+        while self.acked.lock().await.len() < target {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no {more} records acknowledged {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn finish(self) -> (BTreeSet<u64>, u64) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
@@ -213,11 +226,12 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     let db = test_db("durability_kill9").await;
     let mut logbook = Logbook::start(&db, FAST).await;
     let load = Load::start(logbook.http.clone(), logbook.grpc.clone(), "kill9-bot", 20);
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+    for restart in 0..3 {
+        load.wait_acked(100, &format!("before kill {restart}"))
+            .await;
         logbook.restart().await; // SIGKILL, then start again on the same queue
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    load.wait_acked(100, "after the last restart").await;
     let (acked, _) = load.finish().await;
     assert!(
         acked.len() > 100,
@@ -225,7 +239,8 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
         acked.len()
     );
     assert_exactly_once(&db, "kill9-bot", &acked).await;
-    assert!(logbook.stderr().contains("replaying") || logbook.stderr().contains("logbook serving"));
+    let starts = logbook.stderr().matches("logbook serving").count();
+    assert_eq!(starts, 4, "one start and three restarts on the same queue");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,12 +250,25 @@ async fn clickhouse_outage_under_load_loses_and_duplicates_nothing() {
         format!("{FAST}[sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"300ms\"\n");
     let logbook = Logbook::start(&db, &config).await;
     let load = Load::start(logbook.http.clone(), logbook.grpc.clone(), "outage-bot", 20);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    load.wait_acked(100, "before the outage").await;
     server.stop();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The outage is seen (an insert failed) and requests are still acknowledged meanwhile.
+    let started = std::time::Instant::now();
+    while !logbook
+        .metrics()
+        .await
+        .contains("logbook_clickhouse_insert_errors_total{")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no insert failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    load.wait_acked(100, "during the outage").await;
     let queued_during_outage = load.acked.lock().await.len();
     server.restart();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load.wait_acked(100, "after the outage").await;
     let (acked, _) = load.finish().await;
     assert!(
         acked.len() > queued_during_outage,
@@ -382,4 +410,207 @@ async fn a_corrupted_queue_record_stops_logbook_with_a_sentence() {
         .await,
         1
     );
+}
+
+/// The value of an unlabelled metric in a scrape.
+fn metric(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {scrape}"))
+        .parse()
+        .unwrap()
+}
+
+/// Scrapes until `name` reads `want`; the last scrape.
+async fn wait_metric(logbook: &Logbook, name: &str, want: f64) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let scrape = logbook.metrics().await;
+        if metric(&scrape, name) == want {
+            return scrape;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} never read {want}: {scrape}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The queue gauges say what is queued when they are scraped: they grow while ClickHouse is
+/// down (the pipeline is blocked) and read 0 once everything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_metrics_are_true_at_scrape_time_through_an_outage() {
+    let (mut server, db) = own_server("queue_metrics").await;
+    let config = format!(
+        "{FAST}[server]\nunreachable_threshold = \"300ms\"\n\
+         [sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"200ms\"\n"
+    );
+    let logbook = Logbook::start(&db, &config).await;
+    let send = |n: u64| request("metrics", vec![api_call_numbered("metrics-bot", n)]);
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpProtobuf, &send(0)).await,
+        200
+    );
+    wait_for(
+        &db,
+        "api_calls",
+        "bot = 'metrics-bot'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let scrape = wait_metric(&logbook, "logbook_queue_records", 0.0).await;
+    assert_eq!(metric(&scrape, "logbook_queue_bytes"), 0.0, "{scrape}");
+    assert_eq!(
+        metric(&scrape, "logbook_queue_max_bytes"),
+        1024.0 * 1024.0 * 1024.0
+    );
+    assert_eq!(metric(&scrape, "logbook_ready"), 1.0, "{scrape}");
+
+    server.stop();
+    assert_eq!(
+        send_logs(&logbook, Transport::HttpProtobuf, &send(1)).await,
+        200
+    );
+    // The pipeline is now blocked on that batch; four more requests queue behind it.
+    let started = std::time::Instant::now();
+    while !logbook
+        .metrics()
+        .await
+        .contains("logbook_clickhouse_insert_errors_total{")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no insert failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = metric(&logbook.metrics().await, "logbook_queue_bytes");
+    for n in 2..6 {
+        assert_eq!(send_logs(&logbook, Transport::Grpc, &send(n)).await, 200);
+    }
+    let scrape = wait_metric(&logbook, "logbook_ready", 0.0).await;
+    // Five requests, and the marker of the blocked batch.
+    assert_eq!(metric(&scrape, "logbook_queue_records"), 6.0, "{scrape}");
+    assert!(
+        metric(&scrape, "logbook_queue_bytes") > before,
+        "queue bytes grew during the outage: {scrape}"
+    );
+
+    server.restart();
+    wait_for(
+        &db,
+        "api_calls",
+        "bot = 'metrics-bot'",
+        6,
+        Duration::from_secs(30),
+    )
+    .await;
+    let scrape = wait_metric(&logbook, "logbook_queue_records", 0.0).await;
+    assert_eq!(metric(&scrape, "logbook_queue_bytes"), 0.0, "{scrape}");
+}
+
+/// Drops the test's database: a server where logbook was never migrated.
+async fn drop_database(db: &TestDb) {
+    clickhouse::Client::default()
+        .with_url(&db.url)
+        .with_user(&db.user)
+        .with_password(&db.password)
+        .query(&format!("DROP DATABASE `{}` SYNC", db.database))
+        .execute()
+        .await
+        .unwrap();
+}
+
+/// Polls `/readyz` until its body contains `text`; the body.
+async fn wait_readyz(logbook: &Logbook, text: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let body = reqwest::get(format!("{}/readyz", logbook.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains(text) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/readyz never said {text:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A database never migrated is an operator error a migration fixes, not bad data: readiness
+/// says so, acknowledged batches wait in the queue, and `logbook migrate` lets them through
+/// with no manual step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmigrated_database_keeps_batches_queued_until_migrate() {
+    let db = test_db("durability_unmigrated").await;
+    drop_database(&db).await;
+    let config =
+        format!("{FAST}[sink]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"300ms\"\n");
+    let logbook = Logbook::start_unmigrated(&db, &config, &[]).await;
+    let version = logbook::store::migrate::SCHEMA_VERSION;
+    let reason = format!("schema version {version} expected, found 0 — run logbook migrate");
+    let body = wait_readyz(&logbook, &reason).await;
+    assert!(body.contains("\"ready\":false"), "{body}");
+    assert!(logbook.stderr().contains(&format!("not ready: {reason}")));
+    for (n, transport) in [
+        Transport::HttpProtobuf,
+        Transport::Grpc,
+        Transport::HttpJson,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sent = request(
+            "unmigrated",
+            vec![api_call_numbered("unmigrated-bot", n as u64)],
+        );
+        assert_eq!(send_logs(&logbook, transport, &sent).await, 200);
+    }
+    let started = std::time::Instant::now();
+    while !logbook.metrics().await.contains("error_type=\"code_81\"") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no insert was tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_logbook"))
+        .args(["migrate", "--config"])
+        .arg(&logbook.config)
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let acked: BTreeSet<u64> = (0..3).collect();
+    assert_exactly_once(&db, "unmigrated-bot", &acked).await;
+    wait_readyz(&logbook, "\"ready\":true").await;
+    let dead_letters = std::fs::read_dir(logbook.queue_dir().join("dead-letter"))
+        .map(|files| files.count())
+        .unwrap_or(0);
+    assert_eq!(dead_letters, 0, "nothing was set aside");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_migrate_creates_the_schema_then_serves() {
+    let db = test_db("durability_serve_migrate").await;
+    drop_database(&db).await;
+    let logbook = Logbook::start_unmigrated(&db, FAST, &["--migrate"]).await;
+    wait_readyz(&logbook, "\"ready\":true").await;
+    let sent = request(
+        "serve-migrate",
+        vec![api_call_numbered("serve-migrate-bot", 0)],
+    );
+    assert_eq!(send_logs(&logbook, Transport::Grpc, &sent).await, 200);
+    assert_exactly_once(&db, "serve-migrate-bot", &BTreeSet::from([0])).await;
 }

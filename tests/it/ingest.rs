@@ -686,7 +686,7 @@ async fn bad_input_gets_a_clear_4xx_and_valid_requests_around_it_are_stored() {
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("logbook_refused_records_total{reason=\"invalid\",signal=\"logs\"}"));
+    assert!(metrics.contains("logbook_refused_requests_total{reason=\"invalid\",signal=\"logs\"}"));
     let health = reqwest::get(format!("{}/healthz", logbook.api))
         .await
         .unwrap();

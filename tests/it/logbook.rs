@@ -88,7 +88,9 @@ impl Endpoints {
 
 pub struct Logbook {
     child: Option<Child>,
-    config: PathBuf,
+    pub config: PathBuf,
+    /// Flags given to `serve`.
+    serve_flags: Vec<&'static str>,
     pub dir: tempfile::TempDir,
     pub http: String,
     pub grpc: String,
@@ -121,6 +123,14 @@ impl Logbook {
         Self::start_on(&db.url, &db.user, &db.password, &db.database, extra).await
     }
 
+    /// Starts logbook on `db` without migrating it first, `serve` given `flags`.
+    pub async fn start_unmigrated(db: &TestDb, extra: &str, flags: &[&'static str]) -> Logbook {
+        let mut logbook = Self::prepare(&db.url, &db.user, &db.password, &db.database, extra);
+        logbook.serve_flags = flags.to_vec();
+        logbook.spawn().await;
+        logbook
+    }
+
     pub async fn start_on(
         url: &str,
         user: &str,
@@ -128,6 +138,23 @@ impl Logbook {
         database: &str,
         extra: &str,
     ) -> Logbook {
+        let mut logbook = Self::prepare(url, user, password, database, extra);
+        let migrate = Command::new(binary())
+            .args(["migrate", "--config"])
+            .arg(&logbook.config)
+            .output()
+            .unwrap();
+        assert!(
+            migrate.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
+        logbook.spawn().await;
+        logbook
+    }
+
+    /// Writes the config file; nothing runs yet.
+    fn prepare(url: &str, user: &str, password: &str, database: &str, extra: &str) -> Logbook {
         let dir = tempfile::tempdir().unwrap();
         let (http, grpc, api) = (free_port(), free_port(), free_port());
         let config = dir.path().join("logbook.toml");
@@ -142,26 +169,15 @@ impl Logbook {
         let mut table: toml::Table = base.parse().unwrap();
         merge(&mut table, extra.parse().unwrap());
         std::fs::write(&config, table.to_string()).unwrap();
-        let migrate = Command::new(binary())
-            .args(["migrate", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            migrate.status.success(),
-            "{}",
-            String::from_utf8_lossy(&migrate.stderr)
-        );
-        let mut logbook = Logbook {
+        Logbook {
             child: None,
             config,
+            serve_flags: Vec::new(),
             dir,
             http: format!("http://127.0.0.1:{http}"),
             grpc: format!("http://127.0.0.1:{grpc}"),
             api: format!("http://127.0.0.1:{api}"),
-        };
-        logbook.spawn().await;
-        logbook
+        }
     }
 
     async fn spawn(&mut self) {
@@ -173,6 +189,7 @@ impl Logbook {
         let child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&self.config)
+            .args(&self.serve_flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

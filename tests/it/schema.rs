@@ -17,13 +17,16 @@ pub fn config_for(db: &TestDb, extra: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("logbook.toml");
     std::fs::write(&path, extra).unwrap();
-    Config::load(Some(&path), |key| match key {
-        "LOGBOOK_CLICKHOUSE_URL" => Some(db.url.clone()),
-        "LOGBOOK_CLICKHOUSE_USER" => Some(db.user.clone()),
-        "LOGBOOK_CLICKHOUSE_PASSWORD" => Some(db.password.clone()),
-        "LOGBOOK_CLICKHOUSE_DATABASE" => Some(db.database.clone()),
-        _ => None,
-    })
+    let vars = [
+        ("LOGBOOK_CLICKHOUSE_URL", &db.url),
+        ("LOGBOOK_CLICKHOUSE_USER", &db.user),
+        ("LOGBOOK_CLICKHOUSE_PASSWORD", &db.password),
+        ("LOGBOOK_CLICKHOUSE_DATABASE", &db.database),
+    ];
+    Config::load(
+        Some(&path),
+        vars.map(|(k, v)| (k.to_owned(), v.to_string())),
+    )
     .unwrap()
 }
 

@@ -1,19 +1,24 @@
 //! OTLP/HTTP: `POST /v1/logs` and `/v1/traces`, protobuf or JSON, optionally gzip-compressed.
-//! Responses use the request's encoding; errors carry a `google.rpc.Status`-shaped body.
+//! Responses use the request's encoding; every error, 413 and 415 included, carries a
+//! `google.rpc.Status` body. The token is checked before the body is read, and the body is
+//! read no further than the size limit.
 
 use std::io::Read;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bytes::BytesMut;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_stream::StreamExt;
 
 use super::{Intake, IntakeError};
 
@@ -28,55 +33,70 @@ enum Format {
 
 /// `google.rpc.Status`, the body OTLP/HTTP error responses carry.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
-struct RpcStatus {
+pub struct RpcStatus {
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
 pub fn router(intake: Arc<Intake>) -> Router {
-    let limit = usize::try_from(intake.max_request_size).unwrap_or(usize::MAX);
     Router::new()
         .route("/v1/logs", post(logs))
         .route("/v1/traces", post(traces))
-        .layer(DefaultBodyLimit::max(limit))
+        .route_layer(middleware::from_fn_with_state(intake.clone(), authenticate))
+        // The handlers read the body themselves, up to `max_request_size`.
+        .layer(DefaultBodyLimit::disable())
         .with_state(intake)
 }
 
-async fn logs(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = match request_format(&headers) {
-        Ok(format) => format,
-        Err(message) => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
-    };
+/// Checks the token from the headers alone: an anonymous client costs a header check, not
+/// a body read.
+async fn authenticate(State(intake): State<Arc<Intake>>, request: Request, next: Next) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match intake.authorize(header) {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            let signal = if request.uri().path() == "/v1/logs" {
+                "logs"
+            } else {
+                "traces"
+            };
+            refuse(&intake, signal, reply_format(request.headers()), error)
+        }
+    }
+}
+
+async fn logs(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let request: ExportLogsServiceRequest = decode(&intake, &headers, format, body).await?;
+        let request: ExportLogsServiceRequest = decode(&intake, &headers, body).await?;
         intake.logs(request).await
     }
     .await;
+    let format = reply_format(&headers);
     match result {
         Ok(partial) => encode(format, StatusCode::OK, &partial.logs_response()),
         Err(error) => refuse(&intake, "logs", format, error),
     }
 }
 
-async fn traces(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = match request_format(&headers) {
-        Ok(format) => format,
-        Err(message) => return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
-    };
+async fn traces(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let request: ExportTraceServiceRequest = decode(&intake, &headers, format, body).await?;
+        let request: ExportTraceServiceRequest = decode(&intake, &headers, body).await?;
         intake.traces(request).await
     }
     .await;
+    let format = reply_format(&headers);
     match result {
         Ok(partial) => encode(format, StatusCode::OK, &partial.traces_response()),
         Err(error) => refuse(&intake, "traces", format, error),
     }
 }
 
-fn request_format(headers: &HeaderMap) -> Result<Format, String> {
+fn request_format(headers: &HeaderMap) -> Result<Format, IntakeError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -85,26 +105,29 @@ fn request_format(headers: &HeaderMap) -> Result<Format, String> {
     match mime {
         "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
         "application/json" => Ok(Format::Json),
-        _ => Err(format!(
+        _ => Err(IntakeError::UnsupportedMediaType(format!(
             "content type {content_type:?} is not supported: send application/x-protobuf or application/json"
-        )),
+        ))),
     }
 }
 
-async fn decode<T>(
-    intake: &Intake,
-    headers: &HeaderMap,
-    format: Format,
-    body: Bytes,
-) -> Result<T, IntakeError>
+/// The encoding of the reply: the request's, protobuf when it has none logbook speaks.
+fn reply_format(headers: &HeaderMap) -> Format {
+    request_format(headers).unwrap_or(Format::Protobuf)
+}
+
+async fn decode<T>(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<T, IntakeError>
 where
     T: prost::Message + Default + DeserializeOwned + Send + 'static,
 {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    intake.authorize(authorization)?;
-    intake.check_room(body.len() as u64)?;
+    let format = request_format(headers)?;
+    let limit = intake.max_request_size;
+    let declared = body_len(headers);
+    if declared.is_some_and(|len| len as u64 > limit) {
+        return Err(IntakeError::TooLarge(limit));
+    }
+    // Refused before the body is read when the declared size does not fit.
+    intake.check_room(declared.unwrap_or(0) as u64)?;
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(HeaderValue::to_str)
@@ -118,7 +141,9 @@ where
             )));
         }
     };
-    let limit = intake.max_request_size;
+    let body = read_body(body, limit).await?;
+    intake.check_room(body.len() as u64)?;
+    let inline = body.len() <= DECODE_INLINE_LIMIT;
     let work = move || -> Result<T, IntakeError> {
         let body = if gzip {
             Bytes::from(gunzip(&body, limit)?)
@@ -132,7 +157,7 @@ where
                 .map_err(|e| IntakeError::Invalid(format!("invalid OTLP JSON: {e}"))),
         }
     };
-    if body_len(headers) <= DECODE_INLINE_LIMIT {
+    if inline {
         work()
     } else {
         tokio::task::spawn_blocking(work)
@@ -141,11 +166,25 @@ where
     }
 }
 
-fn body_len(headers: &HeaderMap) -> usize {
+fn body_len(headers: &HeaderMap) -> Option<usize> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(usize::MAX)
+}
+
+/// Reads the body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(body: Body, limit: u64) -> Result<Bytes, IntakeError> {
+    let mut stream = body.into_data_stream();
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| IntakeError::Invalid(format!("cannot read the request body: {e}")))?;
+        if (buffer.len() + chunk.len()) as u64 > limit {
+            return Err(IntakeError::TooLarge(limit));
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.freeze())
 }
 
 /// Decompresses at most `limit` bytes: a small gzip bomb is refused, not inflated.
@@ -182,14 +221,21 @@ fn encode<M: prost::Message + Serialize>(
     }
 }
 
+/// The response to a refusal, counted once: the status, a `google.rpc.Status` body (with the
+/// gRPC code of the same refusal), and `Retry-After` where a retry can succeed.
 fn refuse(intake: &Intake, signal: &str, format: Format, error: IntakeError) -> Response {
     intake.refused(signal, &error);
     let (status, code, retry_after) = match &error {
         IntakeError::Unauthenticated => (StatusCode::UNAUTHORIZED, 16, None),
         IntakeError::Invalid(_) => (StatusCode::BAD_REQUEST, 3, None),
+        IntakeError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, None),
         IntakeError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 8, None),
-        IntakeError::Full => (StatusCode::TOO_MANY_REQUESTS, 8, Some("1")),
-        IntakeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 14, Some("5")),
+        IntakeError::Full { retry_after } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            8,
+            Some(retry_after.as_secs()),
+        ),
+        IntakeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 14, Some(5)),
     };
     let mut response = encode(
         format,
@@ -202,7 +248,7 @@ fn refuse(intake: &Intake, signal: &str, format: Format, error: IntakeError) -> 
     if let Some(seconds) = retry_after {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

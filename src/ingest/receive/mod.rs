@@ -5,9 +5,15 @@
 
 pub mod grpc;
 pub mod http;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -29,10 +35,12 @@ pub enum IntakeError {
     Unauthenticated,
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("request is larger than {0} bytes")]
     TooLarge(u64),
-    #[error("logbook's queue is full; retry later")]
-    Full,
+    #[error("logbook's queue is full; retry in {}s", retry_after.as_secs())]
+    Full { retry_after: Duration },
     #[error("logbook cannot queue data right now: {0}")]
     Unavailable(String),
 }
@@ -63,6 +71,32 @@ impl Partial {
             }),
         }
     }
+}
+
+/// Serves both receivers until `stop`, with one bound on the requests they handle at once,
+/// together (`ingest.max_concurrent_requests`): further requests wait, unread.
+pub async fn serve(
+    intake: Arc<Intake>,
+    grpc_listener: tokio::net::TcpListener,
+    http_listener: tokio::net::TcpListener,
+    max_concurrent_requests: usize,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let in_flight = tower::limit::GlobalConcurrencyLimitLayer::new(max_concurrent_requests);
+    let (logs_service, traces_service) = grpc::services(intake.clone());
+    let grpc_server = tonic::transport::Server::builder()
+        .layer(in_flight.clone())
+        .add_service(logs_service)
+        .add_service(traces_service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            stop.clone().cancelled_owned(),
+        );
+    let http_server = axum::serve(http_listener, http::router(intake).layer(in_flight))
+        .with_graceful_shutdown(stop.cancelled_owned());
+    let (grpc, http) = tokio::join!(grpc_server, http_server.into_future());
+    grpc.map_err(std::io::Error::other)?;
+    http
 }
 
 pub struct Intake {
@@ -96,25 +130,38 @@ impl Intake {
     /// Refuses early, before any decoding, a request the queue has no room for: under
     /// overload, refusals must stay cheap (they cost as much as acceptance otherwise).
     pub fn check_room(&self, request_bytes: u64) -> Result<(), IntakeError> {
-        if self.queue.stats().bytes + request_bytes > self.queue_max_bytes {
-            return Err(IntakeError::Full);
+        let bytes = self.queue.stats().bytes;
+        if bytes + request_bytes > self.queue_max_bytes {
+            return Err(self.full(bytes));
         }
         Ok(())
     }
 
-    /// Checks an `Authorization` header value; with no tokens configured, anyone may send.
+    fn full(&self, queued_bytes: u64) -> IntakeError {
+        IntakeError::Full {
+            retry_after: retry_delay(queued_bytes, self.queue_max_bytes),
+        }
+    }
+
+    /// Checks an `Authorization` header value (scheme case-insensitive, RFC 7235); with no
+    /// tokens configured, anyone may send. Called before the request body is read.
     pub fn authorize(&self, header: Option<&str>) -> Result<(), IntakeError> {
         if self.tokens.is_empty() {
             return Ok(());
         }
         let presented = header
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or(IntakeError::Unauthenticated)?;
-        // Compare every token in full so timing says nothing about which one nearly matched.
-        let matched = self.tokens.iter().fold(false, |found, token| {
-            found | constant_time_eq(token.expose(), presented)
-        });
-        matched.then_some(()).ok_or(IntakeError::Unauthenticated)
+        // Compare with every token so timing says nothing about which one nearly matched.
+        let matched = self
+            .tokens
+            .iter()
+            .fold(subtle::Choice::from(0), |found, token| {
+                found | token.expose().as_bytes().ct_eq(presented.as_bytes())
+            });
+        bool::from(matched)
+            .then_some(())
+            .ok_or(IntakeError::Unauthenticated)
     }
 
     pub async fn logs(
@@ -155,7 +202,9 @@ impl Intake {
         if received == rejected as usize {
             return Ok(partial);
         }
-        self.enqueue(Envelope::Logs(request), redactions).await?;
+        self.enqueue(Envelope::Logs(request), redactions)
+            .await
+            .inspect_err(|e| self.refused_records("logs", e, received as u64 - rejected as u64))?;
         self.metrics
             .accepted_records
             .with_label_values(&["logs"])
@@ -196,7 +245,11 @@ impl Intake {
         if received == rejected as usize {
             return Ok(partial);
         }
-        self.enqueue(Envelope::Traces(request), redactions).await?;
+        self.enqueue(Envelope::Traces(request), redactions)
+            .await
+            .inspect_err(|e| {
+                self.refused_records("traces", e, received as u64 - rejected as u64)
+            })?;
         self.metrics
             .accepted_records
             .with_label_values(&["traces"])
@@ -233,7 +286,7 @@ impl Intake {
             .inc_by(redactions.values_truncated);
         match self.queue.append(envelope.encode()).await {
             Ok(_) => Ok(()),
-            Err(QueueError::Full { .. }) => Err(IntakeError::Full),
+            Err(QueueError::Full { bytes, .. }) => Err(self.full(bytes)),
             Err(error) => {
                 tracing::error!(%error, "cannot append to the durable queue");
                 Err(IntakeError::Unavailable(error.to_string()))
@@ -241,20 +294,51 @@ impl Intake {
         }
     }
 
-    /// Counts a refused request in the metrics.
+    /// Counts a refused request, once, by reason. Its records are counted too where they were
+    /// decoded ([`Self::logs`], [`Self::traces`]); refused before decoding, they are unknown.
     pub fn refused(&self, signal: &str, error: &IntakeError) {
-        let reason = match error {
-            IntakeError::Unauthenticated => "unauthenticated",
-            IntakeError::Invalid(_) => "invalid",
-            IntakeError::TooLarge(_) => "too_large",
-            IntakeError::Full => "queue_full",
-            IntakeError::Unavailable(_) => "unavailable",
-        };
         self.metrics
-            .refused_records
-            .with_label_values(&[signal, reason])
+            .refused_requests
+            .with_label_values(&[signal, error.reason()])
             .inc();
     }
+
+    fn refused_records(&self, signal: &str, error: &IntakeError, records: u64) {
+        self.metrics
+            .refused_records
+            .with_label_values(&[signal, error.reason()])
+            .inc_by(records);
+    }
+}
+
+impl IntakeError {
+    /// The `reason` label of the refusal metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IntakeError::Unauthenticated => "unauthenticated",
+            IntakeError::Invalid(_) => "invalid",
+            IntakeError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IntakeError::TooLarge(_) => "too_large",
+            IntakeError::Full { .. } => "queue_full",
+            IntakeError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// How long a sender refused for a full queue should wait: 1 s, plus up to 29 s as the queue
+/// fills (by the square of its fullness, so a nearly full queue asks for long pauses). Whole
+/// seconds, as `Retry-After` carries.
+pub fn retry_delay(queued_bytes: u64, max_bytes: u64) -> Duration {
+    let fullness = (queued_bytes as f64 / max_bytes.max(1) as f64).clamp(0.0, 1.0);
+    Duration::from_secs(1 + (29.0 * fullness * fullness).round() as u64)
+}
+
+/// The token of an `Authorization: Bearer <token>` value, the scheme in any case.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 fn valid_ids(trace_id: &[u8], span_id: &[u8]) -> bool {
@@ -263,32 +347,4 @@ fn valid_ids(trace_id: &[u8], span_id: &[u8]) -> bool {
 
 fn now_nanos() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_must_have_otlp_lengths() {
-        assert!(valid_ids(&[], &[]));
-        assert!(valid_ids(&[1; 16], &[1; 8]));
-        assert!(!valid_ids(&[1; 15], &[1; 8]));
-        assert!(!valid_ids(&[1; 16], &[1; 4]));
-    }
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq("abc", "abc"));
-        assert!(!constant_time_eq("abc", "abd"));
-        assert!(!constant_time_eq("abc", "abcd"));
-    }
 }

@@ -23,6 +23,7 @@ use crate::ingest::route::Rows;
 use crate::metrics::Metrics;
 use crate::schema::TableDef;
 use crate::schema::insert;
+use crate::store::probe::ClickhouseStatus;
 
 /// The size of the pieces a table's rows are sent (and compressed) in: the crate's own
 /// `Insert` buffer size. 1 MiB pieces measured 7 % slower per record (each piece's compression
@@ -47,6 +48,8 @@ pub struct Sink {
     timeout: Duration,
     dead_letter: DeadLetter,
     metrics: Arc<Metrics>,
+    /// The probe's view of the schema, gating retries after a missing table or database.
+    schema: Option<Arc<ClickhouseStatus>>,
 }
 
 impl Sink {
@@ -63,7 +66,16 @@ impl Sink {
             timeout,
             dead_letter,
             metrics,
+            schema: None,
         }
+    }
+
+    /// After a missing table or database, retries wait until `status` sees the migration
+    /// finished (its version recorded), so that no insert lands between a table's creation
+    /// and that of the views fed by it.
+    pub fn wait_for_schema(mut self, status: Arc<ClickhouseStatus>) -> Sink {
+        self.schema = Some(status);
+        self
     }
 
     /// Stores every table's `rows`, each table on its own task (compressing a table's rows is
@@ -159,6 +171,14 @@ impl Sink {
             tokio::select! {
                 _ = stop.cancelled() => return Err(Stopped),
                 _ = tokio::time::sleep(delay) => {}
+            }
+            if let Some(status) = self.schema.as_ref().filter(|_| retry::unmigrated(&error)) {
+                while !status.schema_current() {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Err(Stopped),
+                        _ = tokio::time::sleep(delay.max(Duration::from_millis(50))) => {}
+                    }
+                }
             }
         }
         unreachable!("the attempt counter does not run out")

@@ -14,9 +14,11 @@ pub enum Failure {
 }
 
 /// Error codes meaning "this data or this statement is wrong", after Vector's ClickHouse sink
-/// and ClickHouse's ErrorCodes.cpp: parse and type errors, unknown tables and columns.
+/// and ClickHouse's ErrorCodes.cpp: parse and type errors, unknown columns. An unknown table
+/// (60) or database (81) is not among them: it is an unmigrated database, which `logbook
+/// migrate` fixes, so the batch stays queued and is retried until then.
 const PERMANENT_CODES: &[u32] = &[
-    6, 16, 26, 27, 32, 33, 36, 38, 41, 43, 44, 47, 53, 60, 62, 69, 70, 72, 81, 117, 349,
+    6, 16, 26, 27, 32, 33, 36, 38, 41, 43, 44, 47, 53, 62, 69, 70, 72, 117, 349,
 ];
 
 /// The `Code: N.` of a ClickHouse error text.
@@ -40,6 +42,11 @@ pub fn classify(error: &clickhouse::error::Error) -> Failure {
         }
         _ => Failure::Retryable,
     }
+}
+
+/// A missing table or database: the schema is behind, and `logbook migrate` fixes it.
+pub fn unmigrated(error: &clickhouse::error::Error) -> bool {
+    matches!(error, clickhouse::error::Error::BadResponse(text) if matches!(error_code(text), Some(60 | 81)))
 }
 
 /// A short label for metrics.
@@ -82,12 +89,22 @@ mod tests {
 
     #[test]
     fn codes_are_read_from_clickhouse_error_text() {
-        let text = "Code: 60. DB::Exception: Table x.y does not exist. (UNKNOWN_TABLE)";
-        assert_eq!(error_code(text), Some(60));
+        let text = "Code: 53. DB::Exception: Type mismatch in VALUES section. (TYPE_MISMATCH)";
+        assert_eq!(error_code(text), Some(53));
         assert_eq!(
             classify(&clickhouse::error::Error::BadResponse(text.into())),
             Failure::Permanent
         );
+        for unmigrated in [
+            "Code: 60. DB::Exception: Table x.y does not exist. (UNKNOWN_TABLE)",
+            "Code: 81. DB::Exception: Database x does not exist. (UNKNOWN_DATABASE)",
+        ] {
+            assert_eq!(
+                classify(&clickhouse::error::Error::BadResponse(unmigrated.into())),
+                Failure::Retryable,
+                "{unmigrated}"
+            );
+        }
         let busy = "Code: 202. DB::Exception: Too many simultaneous queries";
         assert_eq!(
             classify(&clickhouse::error::Error::BadResponse(busy.into())),
