@@ -215,11 +215,21 @@ def test_failing_integration_is_mailed_and_healthy_one_is_not(stack):
         assert HEALTHY not in mail["Subject"] and HEALTHY not in text_of(mail), mail["Subject"]
 
 
-def test_metrics_pass_promtool_check(stack):
-    text = get(stack["metrics"])
-    assert "logbook_integration_sync_runs_total{" in text
+def test_metrics_pass_promtool_check_and_are_documented(stack):
+    logs = LoggerProvider(resource=Resource.create({"service.name": "integrator"}))
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=stack["otlp"])))
+    sync_run(logs.get_logger("integrator"), "Docs Check", "completed")
+    logs.shutdown()
+    text = wait_until("the business counter and the status gauge", lambda: (
+        lambda t: t if 'integration="Docs Check"' in t and "logbook_integration_status{" in t else None)(
+        get(stack["metrics"])), 30, stack["logs"][0])
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout + check.stderr == "", check.stdout + check.stderr
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    families = re.findall(r"^# HELP (\w+) ", text, flags=re.M)
+    assert len(families) >= 15, families
+    for family in families:
+        assert f"`{family}" in operations, f"docs/operations.md lacks {family}"
 
 
 def rss_kib(pid):
