@@ -6,7 +6,8 @@
 //! `exception.message`, …) and the `logbook.*` namespace otherwise (docs/schema.md lists them).
 
 use super::{
-    ColumnDef, ErrorMapping, FieldValue, LabelValue, LogKind, MetricLabel, Presence, RecordView,
+    ColumnDef, ErrorMapping, FieldValue, INSERTED_TABLE_SETTINGS, LabelValue, LogKind, MetricLabel,
+    Presence, RecordView,
     Rejection, Role, RowId, Source, TableDef, Ts, attr, days, encode,
 };
 
@@ -86,7 +87,7 @@ macro_rules! log_kind {
                 order_by: $order_by,
                 ttl_from: "toDateTime(time)",
                 default_ttl: $ttl,
-                settings: TYPED_TABLE_SETTINGS,
+                settings: INSERTED_TABLE_SETTINGS,
                 errors: $errors,
                 metric_labels: &[$(metric_label!($label $(, $label_column)?)),*],
             };
@@ -141,16 +142,6 @@ macro_rules! log_kind {
         }
     };
 }
-
-/// `ttl_only_drop_parts`: retention is by whole days and tables are partitioned by day, so
-/// expired data leaves as whole parts instead of being rewritten row by row.
-/// `non_replicated_deduplication_window`: a retried insert with the same deduplication token
-/// is stored once.
-const TYPED_TABLE_SETTINGS: &[(&str, &str)] = &[
-    ("index_granularity", "8192"),
-    ("ttl_only_drop_parts", "1"),
-    ("non_replicated_deduplication_window", "1000"),
-];
 
 macro_rules! registry {
     ($($kind:ident),* $(,)?) => {
