@@ -7,8 +7,7 @@
 
 use super::{
     ColumnDef, ErrorMapping, FieldValue, INSERTED_TABLE_SETTINGS, LabelValue, LogKind, MetricLabel,
-    Presence, RecordView,
-    Rejection, Role, RowId, Source, TableDef, Ts, attr, days, encode,
+    Presence, RecordView, Rejection, Role, RowId, Source, TableDef, Ts, attr, days, encode,
 };
 
 /// A label of a kind's counter: a column (`bot`) or a value derived from one
