@@ -251,6 +251,23 @@ mod tests {
         assert_eq!(series(&registry, "logbook_api_calls_total").len(), 2);
     }
 
+    /// docs/operations.md lists every kind's counter with its labels.
+    #[test]
+    fn every_counter_is_documented() {
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+                .unwrap();
+        for (kind, reader) in KINDS.iter().zip(READERS.iter()) {
+            let line = docs
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", counter_name(kind))))
+                .unwrap_or_else(|| panic!("docs/operations.md lacks {}", counter_name(kind)));
+            for label in reader.labels() {
+                assert!(line.contains(&format!("`{}`", label.name)), "{line}");
+            }
+        }
+    }
+
     /// A flood of distinct bot names: the series stay at the cap (plus `other`) and the folded
     /// rows are counted. (tests/python/test_alerting_e2e.py floods a running logbook with
     /// 100,000 names and checks its memory.)

@@ -26,8 +26,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +119,7 @@ def stack(tmp_path_factory):
             f'[metrics]\nintegration_status_interval = "1s"\n')
         subprocess.run([str(BIN), "migrate", "--config", str(config)], check=True, capture_output=True)
         logbook_log = start([str(BIN), "serve", "--config", str(config)], "logbook")
+        logbook_pid = processes[-1].pid
         metrics_url = f"http://127.0.0.1:{ports['api']}/metrics"
         wait_until("logbook /metrics", lambda: get(metrics_url), 30, logbook_log)
 
@@ -144,6 +147,7 @@ def stack(tmp_path_factory):
         wait_until("alertmanager ready", lambda: get(f"http://{am}/-/ready"), 30, am_log)
         wait_until("prometheus ready", lambda: get(f"{prometheus}/-/ready"), 30, prom_log)
         yield {"otlp": f"http://127.0.0.1:{ports['http']}/v1/logs", "metrics": metrics_url,
+               "pid": logbook_pid,
                "prometheus": prometheus, "inbox": inbox, "logs": (logbook_log, prom_log, am_log)}
     finally:
         for process in reversed(processes):
@@ -170,17 +174,19 @@ def sync_run(logger, integration, status):
 
 def test_failing_integration_is_mailed_and_healthy_one_is_not(stack):
     logs = LoggerProvider(resource=Resource.create({"service.name": "integrator"}))
-    logs.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=stack["otlp"])))
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=stack["otlp"])))
     logger = logs.get_logger("integrator")
     # Waves a second apart, so that Prometheus sees the counters rise (a series' first value
     # is not an increase). Failing CRM: 2 of 5 runs fail (40%); Healthy ERP: 1 of 10 (10%).
-    # Within a wave failures come first: both integrations end on a completed run.
+    # Within a wave failures come first and a wave is one request (so one batch): both
+    # integrations' last finished run is always a completed one, never in Error status.
     first_failure = time.monotonic()
     for wave in range(12):
         for integration, errors in ((FAILING, 2), (HEALTHY, wave % 2)):
             for i in range(5):
                 sync_run(logger, integration, "executing")
                 sync_run(logger, integration, "error" if i < errors else "completed")
+        assert logs.force_flush(10_000)
         time.sleep(1)  # paces the traffic; the assertions below wait on observable events
     logs.shutdown()
 
@@ -209,8 +215,78 @@ def test_failing_integration_is_mailed_and_healthy_one_is_not(stack):
         assert HEALTHY not in mail["Subject"] and HEALTHY not in text_of(mail), mail["Subject"]
 
 
-def test_metrics_pass_promtool_check(stack):
-    text = get(stack["metrics"])
-    assert "logbook_integration_sync_runs_total{" in text
+def test_metrics_pass_promtool_check_and_are_documented(stack):
+    logs = LoggerProvider(resource=Resource.create({"service.name": "integrator"}))
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=stack["otlp"])))
+    sync_run(logs.get_logger("integrator"), "Docs Check", "completed")
+    logs.shutdown()
+    text = wait_until("the business counter and the status gauge", lambda: (
+        lambda t: t if 'integration="Docs Check"' in t and "logbook_integration_status{" in t else None)(
+        get(stack["metrics"])), 30, stack["logs"][0])
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout + check.stderr == "", check.stdout + check.stderr
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    families = re.findall(r"^# HELP (\w+) ", text, flags=re.M)
+    assert len(families) >= 15, families
+    for family in families:
+        assert f"`{family}" in operations, f"docs/operations.md lacks {family}"
+
+
+def rss_kib(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+def metric(text, name, **labels):
+    """The value of one series in the exposition text, 0 when absent."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0
+
+
+def flood(stack, prefix, names, per_request=10_000):
+    """Sends one API call for each of `names` distinct bots, as OTLP/HTTP protobuf."""
+    attribute = lambda key, value: KeyValue(key=key, value=AnyValue(string_value=value))
+    for start in range(0, names, per_request):
+        request = ExportLogsServiceRequest()
+        records = request.resource_logs.add().scope_logs.add().log_records
+        for i in range(start, start + per_request):
+            record = records.add(time_unix_nano=time.time_ns(), event_name="logbook.api_call")
+            record.attributes.extend([
+                attribute("logbook.bot.name", f"{prefix}-{i}"), attribute("http.request.method", "GET"),
+                attribute("url.full", "https://api.example.com/x"), attribute("logbook.outcome", "success")])
+        body = request.SerializeToString()
+        post = urllib.request.Request(stack["otlp"], data=body, method="POST",
+                                      headers={"Content-Type": "application/x-protobuf"})
+        with urllib.request.urlopen(post, timeout=60) as response:
+            assert response.status == 200
+
+
+def test_a_flood_of_bot_names_keeps_series_and_memory_bounded(stack):
+    """100,000 distinct bot names: the series stay at metrics.max_label_values (300) plus
+    `other`, and memory does not grow with them (100,000 series would take tens of MiB). A
+    first flood of 10,000 names, in requests of the same size, fills the cap and the batch
+    buffers, so that what the big flood adds is what cardinality would cost."""
+
+    def folded_at_least(expected):
+        text = get(stack["metrics"])
+        folded = metric(text, "logbook_metric_label_values_folded_total",
+                        metric="logbook_api_calls_total", label="bot")
+        return text if folded >= expected else None
+
+    rss, sent = [], 0
+    for prefix, names in (("warm-up", 10_000), ("flood", 100_000)):
+        started = time.monotonic()
+        flood(stack, prefix, names)
+        sent += names
+        text = wait_until(f"{prefix} counted", lambda: folded_at_least(sent - 300), 180, stack["logs"][0])
+        print(f"\n{prefix}: {names} names sent and counted in {time.monotonic() - started:.1f}s")
+        series = [line for line in text.splitlines() if line.startswith("logbook_api_calls_total{")]
+        assert len(series) == 301, len(series)
+        assert metric(text, "logbook_api_calls_total", bot="other", method="GET", outcome="success",
+                      status_class="none") == sent - 300
+        rss.append(rss_kib(stack["pid"]))
+    print(f"logbook RSS after 10,000 bot names: {rss[0] // 1024} MiB, after 110,000: {rss[1] // 1024} MiB")
+    assert rss[1] - rss[0] < 16 * 1024, rss
