@@ -132,7 +132,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { migrate: first } => {
                 if first {
-                    migrate(&config, false, false).await?;
+                    migrate(&config, false, false, None).await?;
                 }
                 logbook::serve::run(config).await
             }
