@@ -196,7 +196,16 @@ mod tests {
         }
         assert!(keys.leaves.len() > 40, "{}", keys.leaves.len());
         let maps: Vec<_> = keys.maps.iter().map(|m| m.1.as_str()).collect();
-        assert_eq!(maps, ["ingest.tokens", "retention.ttl"]);
+        assert_eq!(
+            maps,
+            [
+                "ingest.tokens",
+                "notify.rules.error_rate.integrations",
+                "notify.rules.recipients",
+                "notify.rules.snoozes",
+                "retention.ttl"
+            ]
+        );
     }
 
     #[test]

@@ -124,10 +124,20 @@ impl Harness {
     }
 
     fn open(&mut self) {
-        let mut options = QueueOptions::new(self.dir.path());
-        options.max_bytes = MAX_BYTES;
-        options.segment_bytes = SEGMENT_BYTES;
-        let queue = Queue::open(options).expect("the queue recovers");
+        // The dropped queue's writer thread releases the directory lock when it ends, which
+        // may be just after the drop: wait for that, as a restarted process would.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let queue = loop {
+            let mut options = QueueOptions::new(self.dir.path());
+            options.max_bytes = MAX_BYTES;
+            options.segment_bytes = SEGMENT_BYTES;
+            match Queue::open(options) {
+                Err(QueueError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::yield_now()
+                }
+                result => break result.expect("the queue recovers"),
+            }
+        };
         self.reader = Some(queue.reader());
         self.queue = Some(queue);
         self.model.read = self.model.acked;
