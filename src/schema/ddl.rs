@@ -101,8 +101,14 @@ impl Ddl {
                 } else {
                     "{shard}"
                 };
+                // `ReplacingMergeTree(version)` becomes
+                // `ReplicatedReplacingMergeTree(path, replica, version)`.
+                let (name, args) = match engine.split_once('(') {
+                    Some((name, rest)) => (name, format!(", {}", rest.trim_end_matches(')'))),
+                    None => (engine, String::new()),
+                };
                 format!(
-                    "Replicated{engine}('/clickhouse/tables/{shard}/{{database}}/{{table}}', '{{replica}}')"
+                    "Replicated{name}('/clickhouse/tables/{shard}/{{database}}/{{table}}', '{{replica}}'{args})"
                 )
             }
         }

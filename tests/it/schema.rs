@@ -413,12 +413,17 @@ async fn every_ttl_table_drops_expired_rows_and_keeps_fresh_ones() {
         "[retention]\notel_logs_low_severity_ttl = \"2d\"\n",
     )
     .await;
-    let ttl_tables: Vec<_> = schema::tables()
+    // The tables of records (the notifier's bookkeeping tables have their own tests).
+    let record_tables = || {
+        schema::tables()
+            .filter(|t| t.event_name.is_some() || t.name.starts_with("otel_") || t.name == "errors")
+    };
+    let ttl_tables: Vec<_> = record_tables()
         .filter_map(|t| config.retention.ttl_of(t).map(|ttl| (t, ttl.as_secs())))
         .collect();
     assert_eq!(
         ttl_tables.len(),
-        schema::tables().count() - 1,
+        record_tables().count() - 1,
         "all but server_logs"
     );
     for (table, ttl) in &ttl_tables {

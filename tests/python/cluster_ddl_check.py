@@ -70,7 +70,9 @@ def main():
     try:
         for description, sql in stmts:
             twin = re.sub(r" ON CLUSTER `?\w+`?", "", sql).replace("`logbook`", "`twin`")
-            twin = re.sub(r"Replicated(\w*MergeTree)\('[^']*', '[^']*'\)", r"\1", twin)
+            # ReplicatedX(path, replica[, args]) -> X[(args)]
+            twin = re.sub(r"Replicated(\w*MergeTree)\('[^']*', '[^']*'(?:, ([^)]*))?\)",
+                          lambda m: m.group(1) + (f"({m.group(2)})" if m.group(2) else ""), twin)
             twin = twin.replace("Distributed('logbook', 'logbook'", "Distributed('logbook', 'twin'")
             q(twin)
         q("INSERT INTO twin.api_calls (id, time, bot, method, url, outcome, status_code) "
