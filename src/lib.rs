@@ -20,6 +20,7 @@ pub mod demo;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod query;
 pub mod schema;
 pub mod serve;
 pub mod store;

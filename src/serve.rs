@@ -14,12 +14,13 @@ use crate::ingest::queue::{FsyncPolicy, Queue, QueueOptions};
 use crate::ingest::receive::{Intake, grpc, http};
 use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
+use crate::logging::LevelHandle;
 use crate::metrics::Metrics;
 use crate::store::{self, probe::ClickhouseStatus};
 
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
 /// finish their in-flight requests, the pipeline flushes its last batch, then jobs stop.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -107,6 +108,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }),
         tokio::spawn({
             let (config, metrics, stop) = (config.clone(), metrics.clone(), stop_jobs.clone());
+            let client = client.clone();
             async move { store::size_cap::run(client, config, &metrics, stop).await }
         }),
     ];
@@ -126,8 +128,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http::router(intake).layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight));
     let http_server = axum::serve(otlp_http_listener, http_router)
         .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
-    let api_server = axum::serve(api_listener, api::app(state.clone()))
-        .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
+    let (access_log, access_log_writer) =
+        api::AccessLogger::start(client.clone(), config.clickhouse.request_timeout);
+    let mut authenticated = api::Api::new(
+        client.clone(),
+        config.api.clone(),
+        access_log,
+        config.clickhouse.request_timeout,
+    );
+    authenticated.log_file = config.log.file.clone();
+    authenticated.level = level;
+    let api_server = axum::serve(
+        api_listener,
+        api::app(state.clone(), Arc::new(authenticated))
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
 
     let shutdown = {
         let state = state.clone();
@@ -182,6 +198,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
     }
     stop_jobs.cancel();
+    // The API server is gone with its loggers: the writer stores what it holds and ends.
+    if tokio::time::timeout(deadline, access_log_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!(?deadline, "access log writer did not stop in time");
+    }
     for job in jobs {
         if tokio::time::timeout(deadline, job).await.is_err() {
             tracing::warn!(?deadline, "a background job did not stop in time");

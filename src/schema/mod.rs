@@ -2,6 +2,7 @@
 //! with the services that emit them), the OpenTelemetry tables (`otel.rs`), and what derives
 //! from both: the DDL (`ddl.rs`) and the data dictionary (`dictionary.rs`, docs/schema.md).
 
+pub mod auth;
 pub mod ddl;
 pub mod dictionary;
 pub mod insert;
@@ -15,6 +16,7 @@ pub fn tables() -> impl Iterator<Item = &'static TableDef> {
     [&OTEL_LOGS, &OTEL_TRACES, &OTEL_TRACES_TRACE_ID_TS, &ERRORS]
         .into_iter()
         .chain(KINDS.iter().copied())
+        .chain([&auth::API_TOKENS])
 }
 
 /// Looks a table up by name.

@@ -4,7 +4,7 @@
 
 use super::{ColumnDef, FieldValue, IndexDef, Presence, Role, TableDef, days};
 
-const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> ColumnDef {
+pub(super) const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> ColumnDef {
     ColumnDef {
         name,
         ch_type,
