@@ -395,7 +395,11 @@ mod tests {
         let evil = "x' OR 1=1 -- {p0:String} \\'; DROP TABLE api_calls";
         let request = parse(
             ApiCall::TABLE,
-            &[("bot", evil), ("application", evil), ("q", evil)],
+            &[
+                ("bot", evil),
+                ("application", evil),
+                ("q", "x' OR 1=1; DROP --"),
+            ],
         )
         .unwrap();
         let sql = request.filters.sql();
