@@ -10,6 +10,9 @@
 //! - [`store`]: ClickHouse administration: the client, migrations, the reachability probe,
 //!   retention.
 //! - [`api`]: the HTTP server (health, readiness, metrics).
+//! - [`settings`]: run-time settings shared by the replicas through ClickHouse.
+//! - [`notify`]: logbook's own emails (first error per bot, integration error rate,
+//!   monitoring events), evaluated against ClickHouse.
 //! - Around them: [`config`], [`logging`] (logbook's own logs), [`metrics`], [`telemetry`]
 //!   (the emitting side, from `logbook-events`), [`demo`] (a simulated backend) and
 //!   [`serve`], which only wires the parts together.
@@ -20,9 +23,11 @@ pub mod demo;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod query;
 pub mod schema;
 pub mod serve;
+pub mod settings;
 pub mod store;
 
 /// The emitting side lives in the crate services depend on; logbook emits its own telemetry

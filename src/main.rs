@@ -172,6 +172,16 @@ fn main() -> ExitCode {
 }
 
 async fn migrate(config: &Config, dry_run: bool, materialize_ttl: bool) -> anyhow::Result<()> {
+    // Retention changed through the API (the `retention.ttl` setting) wins over the file's;
+    // before the first migration there are no settings to read.
+    let settings = logbook::settings::SettingsStore::new(
+        store::client(&config.clickhouse),
+        config.clickhouse.request_timeout,
+    );
+    let config = &match settings.refresh().await {
+        Ok(()) => logbook::api::retention_with_settings(config, &settings),
+        Err(_) => config.clone(),
+    };
     let migrator = Migrator::new(store::server_client(&config.clickhouse), config);
     let url = &config.clickhouse.url;
     let steps = if dry_run {

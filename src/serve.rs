@@ -16,6 +16,7 @@ use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
 use crate::logging::LevelHandle;
 use crate::metrics::Metrics;
+use crate::settings::SettingsStore;
 use crate::store::{self, probe::ClickhouseStatus};
 
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
@@ -87,7 +88,16 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
     let mut pipeline = tokio::spawn(
         Pipeline::new(queue.clone(), sink, limits, metrics.clone()).run(stop_pipeline.clone()),
     );
-    let jobs = [
+    let settings = Arc::new(SettingsStore::new(
+        client.clone(),
+        config.clickhouse.request_timeout,
+    ));
+    let jobs = vec![
+        tokio::spawn({
+            let (settings, stop) = (settings.clone(), stop_jobs.clone());
+            let interval = config.settings.refresh_interval;
+            async move { settings.run(interval, stop).await }
+        }),
         tokio::spawn({
             let (client, metrics, stop) = (client.clone(), metrics.clone(), stop_jobs.clone());
             let (timeout, interval) = (
@@ -107,8 +117,12 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
             }
         }),
         tokio::spawn({
-            let (config, metrics, stop) = (config.clone(), metrics.clone(), stop_jobs.clone());
-            let client = client.clone();
+            let (client, config, metrics, stop) = (
+                client.clone(),
+                config.clone(),
+                metrics.clone(),
+                stop_jobs.clone(),
+            );
             async move { store::size_cap::run(client, config, &metrics, stop).await }
         }),
     ];
@@ -138,9 +152,17 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
     );
     authenticated.log_file = config.log.file.clone();
     authenticated.level = level;
+    authenticated.settings = Some(settings.clone());
+    authenticated.app_config = Some(config.clone());
+    let authenticated = Arc::new(authenticated);
+    let log_level_follower = tokio::spawn(api::follow_log_level(
+        authenticated.clone(),
+        std::time::Duration::from_millis(500),
+        stop_jobs.clone(),
+    ));
     let api_server = axum::serve(
         api_listener,
-        api::app(state.clone(), Arc::new(authenticated))
+        api::app(state.clone(), authenticated)
             .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
@@ -198,6 +220,7 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
         ),
     }
     stop_jobs.cancel();
+    let _ = tokio::time::timeout(deadline, log_level_follower).await;
     // The API server is gone with its loggers: the writer stores what it holds and ends.
     if tokio::time::timeout(deadline, access_log_writer)
         .await

@@ -9,9 +9,11 @@ mod auth;
 mod config;
 mod error;
 mod health;
+mod integrations;
 mod logs;
 mod maintenance;
 mod openapi;
+mod settings;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ pub use access_log::AccessLogger;
 pub use config::ApiConfig;
 pub use error::{ApiError, ErrorBody};
 pub use health::Readiness;
+pub use settings::{follow_log_level, retention_with_settings};
 
 use crate::config::LogFileConfig;
 use crate::logging::LevelHandle;
@@ -48,6 +51,11 @@ pub struct Api {
     pub level: Option<LevelHandle>,
     /// The ClickHouse request timeout, for writes.
     pub write_timeout: std::time::Duration,
+    /// The run-time settings shared by every replica.
+    pub settings: Option<Arc<crate::settings::SettingsStore>>,
+    /// The configuration logbook started with: the file's log level and retention, which a
+    /// reset setting falls back to.
+    pub app_config: Option<crate::config::Config>,
 }
 
 impl Api {
@@ -66,6 +74,8 @@ impl Api {
             log_file: None,
             level: None,
             write_timeout,
+            settings: None,
+            app_config: None,
         }
     }
 }
@@ -78,6 +88,12 @@ pub fn app(state: AppState, api: Arc<Api>) -> Router {
         .route("/api/v1/kinds", get(logs::kinds))
         .route("/api/v1/logs/{kind}", get(logs::list))
         .route("/api/v1/logs/{kind}/{id}", get(logs::detail))
+        .route("/api/v1/integrations", get(integrations::list))
+        .route("/api/v1/settings", get(settings::list))
+        .route(
+            "/api/v1/settings/{key}",
+            axum::routing::put(settings::put).delete(settings::reset),
+        )
         .route("/api/v1/maintenance/purge", post(maintenance::purge))
         .route("/api/v1/maintenance/log-files", get(maintenance::log_files))
         .route(

@@ -46,7 +46,69 @@ fn components() -> ComponentsBuilder {
     builder = add::<FilterInfo>(builder);
     builder = add::<PurgeRequest>(builder);
     builder = add::<PurgeResult>(builder);
+    builder = add::<super::settings::Setting>(builder);
+    builder = add::<super::integrations::Integration>(builder);
     add::<LogFile>(builder)
+}
+
+/// Settings and integration health.
+fn admin_paths(mut paths: PathsBuilder) -> PathsBuilder {
+    paths = paths.path(
+        "/api/v1/integrations",
+        get(operation(
+            "list_integrations",
+            "Every integration: status, recent sync runs, next run, 24 h error rate, error email toggle",
+            ok_json(ArrayBuilder::new().items(Ref::from_schema_name("Integration"))),
+        )
+        .tag("integrations")
+        .build()),
+    );
+    paths = paths.path(
+        "/api/v1/settings",
+        get(operation(
+            "list_settings",
+            "Every run-time setting with its stored value (supervisor or owner, every-tenant token)",
+            ok_json(ArrayBuilder::new().items(Ref::from_schema_name("Setting"))),
+        )
+        .tag("settings")
+        .build()),
+    );
+    let key = || {
+        path_param(
+            "key",
+            "The setting's name.",
+            string().enum_values(Some(crate::settings::keys().map(|k| k.name))),
+        )
+    };
+    let put = operation(
+        "put_setting",
+        "Set a setting (the body is its JSON value); applied on every replica within seconds, recorded in audit_activity",
+        ok_json(Ref::from_schema_name("Setting")),
+    )
+    .tag("settings")
+    .parameter(key())
+    .request_body(Some(
+        RequestBodyBuilder::new()
+            .content("application/json", ContentBuilder::new().build())
+            .required(Some(Required::True))
+            .build(),
+    ))
+    .build();
+    let reset = operation(
+        "reset_setting",
+        "Remove a stored setting: the configuration file's value applies again",
+        ok_json(Ref::from_schema_name("Setting")),
+    )
+    .tag("settings")
+    .parameter(key())
+    .build();
+    paths.path(
+        "/api/v1/settings/{key}",
+        PathItemBuilder::new()
+            .operation(HttpMethod::Put, put)
+            .operation(HttpMethod::Delete, reset)
+            .build(),
+    )
 }
 
 fn json_ref(name: &str) -> ContentBuilder {
@@ -297,6 +359,7 @@ pub fn build() -> OpenApi {
             .operation(HttpMethod::Delete, delete)
             .build(),
     );
+    paths = admin_paths(paths);
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()

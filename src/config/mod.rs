@@ -52,6 +52,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("LOGBOOK_INGEST_GRPC_LISTEN", "ingest.grpc_listen"),
     ("LOGBOOK_INGEST_HTTP_LISTEN", "ingest.http_listen"),
     ("LOGBOOK_QUEUE_PATH", "queue.path"),
+    ("LOGBOOK_NOTIFY_SMTP_URL", "notify.smtp_url"),
+    ("LOGBOOK_NOTIFY_SMTP_PASSWORD", "notify.smtp_password"),
+    ("LOGBOOK_NOTIFY_SMTP_PASSWORD_FILE", "notify.smtp_password"),
+    ("LOGBOOK_NOTIFY_OWNERS", "notify.owners"),
+    ("LOGBOOK_NOTIFY_INTERVAL", "notify.interval"),
 ];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -70,6 +75,10 @@ pub struct Config {
     pub redaction: crate::ingest::redact::RedactionConfig,
     /// logbook's own traces and logs, exported over OTLP (off by default).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Run-time settings shared through ClickHouse.
+    pub settings: crate::settings::SettingsConfig,
+    /// logbook's own email notifications (docs/notifications.md).
+    pub notify: crate::notify::config::NotifyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -522,6 +531,12 @@ impl Config {
                 "must be above zero",
             ));
         }
+        if self.settings.refresh_interval.is_zero() {
+            return Err(key_error("settings.refresh_interval", "must be above zero"));
+        }
+        self.notify
+            .validate()
+            .map_err(|(key, message)| key_error(key, message))?;
         Ok(())
     }
 

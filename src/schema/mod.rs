@@ -7,6 +7,7 @@ pub mod ddl;
 pub mod dictionary;
 pub mod insert;
 mod otel;
+pub mod settings;
 
 pub use logbook_events::schema::*;
 pub use otel::{ERRORS, OTEL_LOGS, OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OtelLogRow, OtelSpanRow};
@@ -16,7 +17,7 @@ pub fn tables() -> impl Iterator<Item = &'static TableDef> {
     [&OTEL_LOGS, &OTEL_TRACES, &OTEL_TRACES_TRACE_ID_TS, &ERRORS]
         .into_iter()
         .chain(KINDS.iter().copied())
-        .chain([&auth::API_TOKENS])
+        .chain([&settings::SETTINGS, &auth::API_TOKENS])
 }
 
 /// Looks a table up by name.

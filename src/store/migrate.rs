@@ -18,7 +18,7 @@ use crate::schema::ddl::{self, Ddl, Ttl};
 use crate::schema::{self, TableDef};
 
 /// Bump when the definitions change; `schema_fingerprint_is_recorded` fails until you do.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const MIGRATIONS_TABLE: &str = "logbook_migrations";
 
@@ -372,7 +372,11 @@ mod tests {
         let fingerprint = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        let recorded: &[(u32, u64)] = &[(1, FINGERPRINT_V1), (2, FINGERPRINT_V2)];
+        let recorded: &[(u32, u64)] = &[
+            (1, FINGERPRINT_V1),
+            (2, FINGERPRINT_V2),
+            (3, FINGERPRINT_V3),
+        ];
         assert_eq!(
             recorded.last(),
             Some(&(SCHEMA_VERSION, fingerprint)),
@@ -381,6 +385,8 @@ mod tests {
     }
 
     const FINGERPRINT_V1: u64 = 5238660490372325930;
-    /// api_tokens; access_logs.status_code; by_tenant projections and id indexes.
-    const FINGERPRINT_V2: u64 = 7904732632476052531;
+    /// V2: the `settings` table.
+    const FINGERPRINT_V2: u64 = 687257128545045605;
+    /// V3: api_tokens; access_logs.status_code; by_tenant projections and id indexes.
+    const FINGERPRINT_V3: u64 = 0;
 }

@@ -9,4 +9,5 @@ mod harness;
 mod ingest;
 mod logbook;
 mod schema;
+mod settings;
 mod telemetry;
