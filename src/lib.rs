@@ -13,6 +13,8 @@
 //! - [`settings`]: run-time settings shared by the replicas through ClickHouse.
 //! - [`notify`]: logbook's own emails (first error per bot, integration error rate,
 //!   monitoring events), evaluated against ClickHouse.
+//! - [`query`]: reads ClickHouse for the API and for metrics computed from stored rows
+//!   (integration health).
 //! - Around them: [`config`], [`logging`] (logbook's own logs), [`metrics`], [`telemetry`]
 //!   (the emitting side, from `logbook-events`), [`demo`] (a simulated backend) and
 //!   [`serve`], which only wires the parts together.

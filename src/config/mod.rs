@@ -79,6 +79,8 @@ pub struct Config {
     pub settings: crate::settings::SettingsConfig,
     /// logbook's own email notifications (docs/notifications.md).
     pub notify: crate::notify::config::NotifyConfig,
+    /// Business metrics and the values alert rules read.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -525,6 +527,15 @@ impl Config {
         }
         crate::ingest::redact::Redactor::new(&self.redaction)
             .map_err(|e| key_error("redaction.extra_patterns", e.to_string()))?;
+        if self.metrics.max_label_values == 0 {
+            return Err(key_error("metrics.max_label_values", "must be above zero"));
+        }
+        if self.metrics.integration_status_interval.is_zero() {
+            return Err(key_error(
+                "metrics.integration_status_interval",
+                "must be above zero",
+            ));
+        }
         if self.retention.size_check_interval.is_zero() {
             return Err(key_error(
                 "retention.size_check_interval",

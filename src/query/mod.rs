@@ -1,8 +1,10 @@
-//! The query side: reads ClickHouse for the API, one generic implementation for every log
-//! kind. `filter` compiles a caller's filters from the kind's definition; this module runs
-//! them with per-query limits and pages through the rows in time order.
+//! The query side: reads ClickHouse for the API, the notifier and the metrics jobs, and never
+//! reaches into ingest. The log kinds have one generic implementation: `filter` compiles a
+//! caller's filters from the kind's definition, `rows` runs them with per-query limits and
+//! pages through the rows in time order. `integrations` holds the integration health rule.
 
 pub mod filter;
+pub mod integrations;
 pub mod rows;
 
 pub use filter::{Cursor, ListRequest, parse_list};

@@ -62,4 +62,5 @@ pub const API_TOKENS: TableDef = TableDef {
     default_ttl: None,
     settings: &[("index_granularity", "8192")],
     errors: None,
+    metric_labels: &[],
 };

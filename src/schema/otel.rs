@@ -2,7 +2,9 @@
 //! `otel_traces` and trace-id lookup (same names and types, so Grafana's ClickHouse datasource
 //! works on them in OpenTelemetry mode), and the cross-kind `errors` table.
 
-use super::{ColumnDef, FieldValue, IndexDef, Presence, Role, TableDef, days};
+use super::{
+    ColumnDef, FieldValue, INSERTED_TABLE_SETTINGS, IndexDef, Presence, Role, TableDef, days,
+};
 
 pub(super) const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> ColumnDef {
     ColumnDef {
@@ -26,12 +28,6 @@ const fn bloom(name: &'static str, expr: &'static str, rate: &'static str) -> In
 }
 
 const ATTRS: &str = "Map(LowCardinality(String), String) CODEC(ZSTD(1))";
-
-const OTEL_SETTINGS: &[(&str, &str)] = &[
-    ("index_granularity", "8192"),
-    ("ttl_only_drop_parts", "1"),
-    ("non_replicated_deduplication_window", "1000"),
-];
 
 pub const OTEL_LOGS: TableDef = TableDef {
     name: "otel_logs",
@@ -155,8 +151,9 @@ pub const OTEL_LOGS: TableDef = TableDef {
     order_by: "(ServiceName, TimestampTime, Timestamp)",
     ttl_from: "TimestampTime",
     default_ttl: days(30),
-    settings: OTEL_SETTINGS,
+    settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 pub const OTEL_TRACES: TableDef = TableDef {
@@ -267,8 +264,9 @@ pub const OTEL_TRACES: TableDef = TableDef {
     order_by: "(ServiceName, SpanName, toDateTime(Timestamp))",
     ttl_from: "toDateTime(Timestamp)",
     default_ttl: days(30),
-    settings: OTEL_SETTINGS,
+    settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 /// Filled by the materialized view [`TRACE_ID_TS_MV`]; lets a trace be found by id quickly.
@@ -300,6 +298,7 @@ pub const OTEL_TRACES_TRACE_ID_TS: TableDef = TableDef {
     default_ttl: days(30),
     settings: &[("index_granularity", "8192"), ("ttl_only_drop_parts", "1")],
     errors: None,
+    metric_labels: &[],
 };
 
 /// The materialized view feeding [`OTEL_TRACES_TRACE_ID_TS`]: (name, source table, SELECT).
@@ -408,12 +407,9 @@ pub const ERRORS: TableDef = TableDef {
     order_by: "(kind, source, time)",
     ttl_from: "toDateTime(time)",
     default_ttl: days(30),
-    settings: &[
-        ("index_granularity", "8192"),
-        ("ttl_only_drop_parts", "1"),
-        ("non_replicated_deduplication_window", "1000"),
-    ],
+    settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 /// A row of `otel_logs`, in the exporter's column names (`TimestampTime` is computed by

@@ -60,4 +60,5 @@ pub const SETTINGS: TableDef = TableDef {
     default_ttl: None,
     settings: &[("index_granularity", "8192")],
     errors: None,
+    metric_labels: &[],
 };

@@ -7,6 +7,10 @@
 //! Every statement is idempotent, so several replicas may migrate at once; each applied step
 //! is recorded in `logbook_migrations` with the schema version, and a database recorded at a
 //! newer version than this binary's is refused.
+//!
+//! With a cluster ([`Migrator::on_cluster`]) the same plan is made from the server the client
+//! talks to and applied `ON CLUSTER` (see `schema::ddl`): missing local tables, Distributed
+//! tables and views are created, columns added to both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -64,6 +68,14 @@ impl Migrator {
             client,
             ddl: Ddl::new(&config.clickhouse.database),
             config: config.clone(),
+        }
+    }
+
+    /// Migrates every server of `cluster` (docs/scaling.md).
+    pub fn on_cluster(client: clickhouse::Client, config: &Config, cluster: &str) -> Migrator {
+        Migrator {
+            ddl: Ddl::on_cluster(&config.clickhouse.database, cluster),
+            ..Migrator::new(client, config)
         }
     }
 
@@ -140,15 +152,25 @@ impl Migrator {
         }
         for table in schema::tables() {
             let ttl = self.ttl(table);
-            let Some(engine_full) = current.tables.get(table.name) else {
+            let storage = self.ddl.storage_name(table.name);
+            let engine_full = current.tables.get(&storage);
+            if engine_full.is_none() {
                 step(
                     table.name,
-                    format!("create table {}", table.name),
+                    format!("create table {storage}"),
                     self.ddl.create_table(table, ttl),
                 );
+            }
+            if let Some(sql) = self.ddl.create_distributed(table)
+                && !current.tables.contains_key(table.name)
+            {
+                let description = format!("create distributed table {}", table.name);
+                step(table.name, description, sql);
+            }
+            let Some(engine_full) = engine_full else {
                 continue;
             };
-            let columns = current.columns.get(table.name).cloned().unwrap_or_default();
+            let columns = current.columns.get(&storage).cloned().unwrap_or_default();
             let mut previous = None;
             for column in table.all_columns() {
                 // A Nested column shows up as its `Name.field` sub-columns.
@@ -156,20 +178,22 @@ impl Migrator {
                 let present =
                     columns.contains(column.name) || columns.iter().any(|c| c.starts_with(&nested));
                 if !present {
-                    step(
-                        table.name,
-                        format!(
-                            "add column {}.{} {}",
+                    for sql in self.ddl.add_column(table, column.name, previous) {
+                        step(
                             table.name,
-                            column.name,
-                            column.type_name()
-                        ),
-                        self.ddl.add_column(table, column.name, previous),
-                    );
+                            format!(
+                                "add column {}.{} {}",
+                                table.name,
+                                column.name,
+                                column.type_name()
+                            ),
+                            sql,
+                        );
+                    }
                 }
                 previous = Some(column.name);
             }
-            let indexes = current.indexes.get(table.name).cloned().unwrap_or_default();
+            let indexes = current.indexes.get(&storage).cloned().unwrap_or_default();
             for index in ddl::indexes(table) {
                 if !indexes.contains(&index.name) {
                     step(
@@ -234,13 +258,18 @@ impl Migrator {
     }
 
     fn create_migrations_table(&self) -> String {
+        let on = match self.ddl.cluster() {
+            Some(cluster) => format!(" ON CLUSTER `{cluster}`"),
+            None => String::new(),
+        };
         format!(
-            "CREATE TABLE IF NOT EXISTS `{}`.`{MIGRATIONS_TABLE}` (\
+            "CREATE TABLE IF NOT EXISTS `{}`.`{MIGRATIONS_TABLE}`{on} (\
              version UInt32, step String, statement String, \
              applied_at DateTime64(3, 'UTC') DEFAULT now64(3), \
              applied_by LowCardinality(String), logbook_version LowCardinality(String)\
-             ) ENGINE = MergeTree ORDER BY (version, applied_at)",
-            self.ddl.database()
+             ) ENGINE = {} ORDER BY (version, applied_at)",
+            self.ddl.database(),
+            self.ddl.bookkeeping_engine()
         )
     }
 
@@ -385,8 +414,8 @@ mod tests {
     }
 
     const FINGERPRINT_V1: u64 = 5238660490372325930;
-    /// V2: the `settings` table.
-    const FINGERPRINT_V2: u64 = 687257128545045605;
-    /// V3: api_tokens; access_logs.status_code; by_tenant projections and id indexes.
+    /// V2: integration_states added.
+    const FINGERPRINT_V2: u64 = 16982639726602007365;
+    /// V3: settings; api_tokens; access_logs.status_code; by_tenant projections and id indexes.
     const FINGERPRINT_V3: u64 = 0;
 }

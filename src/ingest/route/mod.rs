@@ -19,12 +19,14 @@ use uuid::Uuid;
 use crate::ingest::decode::{
     AnyValue, KeyValue, LogRecord, LogsRequest, Scope, Span, TracesRequest,
 };
-use crate::schema::row_binary::{hex_pair, put_hex_id, put_str, put_varint};
+use crate::ingest::kind_metrics::Tally;
+use crate::schema::hex::HexId;
+use crate::schema::row_binary::{put_hex_id, put_str, put_varint};
 use crate::schema::{
     KINDS, OTEL_LOGS, OTEL_TRACES, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow,
     severity_name, severity_number,
 };
-use values::{any_to_raw, any_to_text, hex_id, put_attributes, put_text};
+use values::{any_to_raw, any_to_text, put_attributes, put_text};
 
 /// One table's rows of a batch, as RowBinary.
 #[derive(Debug, Default)]
@@ -42,6 +44,8 @@ pub struct Rows {
     pub typed: Vec<TableRows>,
     /// Records that named a kind but did not fit it, with their time.
     pub rejections: Vec<(Rejection, Ts)>,
+    /// The typed rows' label values, for the kinds' counters once the rows are stored.
+    pub tally: Tally,
 }
 
 impl Default for Rows {
@@ -51,6 +55,7 @@ impl Default for Rows {
             spans: TableRows::default(),
             typed: KINDS.iter().map(|_| TableRows::default()).collect(),
             rejections: Vec::new(),
+            tally: Tally::default(),
         }
     }
 }
@@ -67,8 +72,11 @@ impl Rows {
     /// Appends a row made elsewhere than from a record (logbook's own monitoring events).
     pub fn push_typed(&mut self, row: &TypedRow) {
         let kind = kind_index(row.table()).expect("every kind is in KINDS");
-        row.write(&mut self.typed[kind].bytes);
-        self.typed[kind].rows += 1;
+        let table = &mut self.typed[kind];
+        let start = table.bytes.len();
+        row.write(&mut table.bytes);
+        table.rows += 1;
+        self.tally.add(kind, &table.bytes[start..]);
     }
 
     /// The rows of `table`, if it is one of the tables the router writes.
@@ -105,6 +113,7 @@ impl Rows {
             rows.rows = 0;
         }
         self.rejections.clear();
+        self.tally.clear();
     }
 
     fn slots_mut(&mut self) -> impl Iterator<Item = (&'static TableDef, &mut TableRows)> {
@@ -260,8 +269,12 @@ impl<'a> ResourceParts<'a> {
 /// Adds the row of kind `kind` built from `view`, or its rejection.
 fn route_typed(kind: usize, view: &dyn RecordView, time: Ts, rows: &mut Rows) {
     let table = &mut rows.typed[kind];
+    let start = table.bytes.len();
     match TypedRow::encode(kind, view, &mut table.bytes) {
-        Ok(()) => table.rows += 1,
+        Ok(()) => {
+            table.rows += 1;
+            rows.tally.add(kind, &table.bytes[start..]);
+        }
         Err(rejection) => rows.rejections.push((rejection, time)),
     }
 }
@@ -368,8 +381,8 @@ struct Context<'a> {
     /// The record's or span's own attributes.
     attributes: &'a [KeyValue<'a>],
     resource: &'a ResourceParts<'a>,
-    trace_id: Hex,
-    span_id: Hex,
+    trace_id: HexId,
+    span_id: HexId,
     id: Uuid,
     table: &'static TableDef,
 }
@@ -385,8 +398,8 @@ impl<'a> Context<'a> {
         Context {
             attributes,
             resource,
-            trace_id: Hex::new(ids.0),
-            span_id: Hex::new(ids.1),
+            trace_id: HexId::new(ids.0),
+            span_id: HexId::new(ids.1),
             id,
             table,
         }
@@ -412,37 +425,6 @@ impl<'a> Context<'a> {
                 .or(Some(Raw::Id(self.id))),
             Source::OtherAttributes => Some(other_attributes(self.table, self.attributes)),
             Source::Body | Source::SeverityText | Source::SeverityNumber | Source::Time => None,
-        }
-    }
-}
-
-/// A trace or span id as lowercase hex, on the stack for ids of up to 32 bytes (W3C ids
-/// are 16 and 8): typed rows take both ids, and allocating them cost more than writing them.
-enum Hex {
-    Inline([u8; 64], usize),
-    Heap(String),
-}
-
-impl Hex {
-    fn new(id: &[u8]) -> Hex {
-        let mut buf = [0u8; 64];
-        if id.len() > buf.len() / 2 {
-            return Hex::Heap(hex_id(id));
-        }
-        // All zeros is no id: empty, as `hex_id` makes it.
-        if id.iter().all(|b| *b == 0) {
-            return Hex::Inline(buf, 0);
-        }
-        for (pair, b) in buf.chunks_exact_mut(2).zip(id) {
-            pair.copy_from_slice(&hex_pair(*b));
-        }
-        Hex::Inline(buf, 2 * id.len())
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            Hex::Inline(buf, len) => std::str::from_utf8(&buf[..*len]).expect("hex digits"),
-            Hex::Heap(s) => s,
         }
     }
 }

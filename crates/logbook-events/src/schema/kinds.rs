@@ -6,9 +6,28 @@
 //! `exception.message`, …) and the `logbook.*` namespace otherwise (docs/schema.md lists them).
 
 use super::{
-    ColumnDef, ErrorMapping, FieldValue, LogKind, Presence, RecordView, Rejection, Role, RowId,
-    Source, TableDef, Ts, attr, days, encode,
+    ColumnDef, ErrorMapping, FieldValue, INSERTED_TABLE_SETTINGS, LabelValue, LogKind, MetricLabel,
+    Presence, RecordView, Rejection, Role, RowId, Source, TableDef, Ts, attr, days, encode,
 };
+
+/// A label of a kind's counter: a column (`bot`) or a value derived from one
+/// (`status_class(status_code)`).
+macro_rules! metric_label {
+    ($column:ident) => {
+        MetricLabel {
+            name: stringify!($column),
+            column: stringify!($column),
+            value: LabelValue::Column,
+        }
+    };
+    (status_class, $column:ident) => {
+        MetricLabel {
+            name: "status_class",
+            column: stringify!($column),
+            value: LabelValue::StatusClass,
+        }
+    };
+}
 
 macro_rules! log_kind {
     (
@@ -19,7 +38,8 @@ macro_rules! log_kind {
             reference: $reference:literal,
             ttl: $ttl:expr,
             order_by: $order_by:literal,
-            errors: $errors:expr $(,)?
+            errors: $errors:expr,
+            labels: [$($label:ident $(($label_column:ident))?),* $(,)?] $(,)?
         }
         columns {
             $(
@@ -66,8 +86,9 @@ macro_rules! log_kind {
                 order_by: $order_by,
                 ttl_from: "toDateTime(time)",
                 default_ttl: $ttl,
-                settings: TYPED_TABLE_SETTINGS,
+                settings: INSERTED_TABLE_SETTINGS,
                 errors: $errors,
+                metric_labels: &[$(metric_label!($label $(, $label_column)?)),*],
             };
 
             fn encode_record(record: &dyn RecordView, out: &mut Vec<u8>) -> Result<(), Rejection> {
@@ -120,16 +141,6 @@ macro_rules! log_kind {
         }
     };
 }
-
-/// `ttl_only_drop_parts`: retention is by whole days and tables are partitioned by day, so
-/// expired data leaves as whole parts instead of being rewritten row by row.
-/// `non_replicated_deduplication_window`: a retried insert with the same deduplication token
-/// is stored once.
-const TYPED_TABLE_SETTINGS: &[(&str, &str)] = &[
-    ("index_granularity", "8192"),
-    ("ttl_only_drop_parts", "1"),
-    ("non_replicated_deduplication_window", "1000"),
-];
 
 macro_rules! registry {
     ($($kind:ident),* $(,)?) => {
@@ -232,7 +243,8 @@ macro_rules! for_each_kind {
             AuditActivity,
             AccessLog,
             WebhookFailure,
-            ServerLog
+            ServerLog,
+            IntegrationState
         }
     };
 }
@@ -251,6 +263,7 @@ log_kind! {
         ttl: days(7),
         order_by: "(bot, outcome, time)",
         errors: Some(ErrorMapping { when: "outcome = 'error'", source: "bot", code: "toString(status_code)", message: "if(error_message = '', response_body, error_message)", severity: "'error'" }),
+        labels: [bot, method, status_class(status_code), outcome],
     }
     columns {
         /// Bot (or other caller) that made the call.
@@ -289,6 +302,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(integration, status, time)",
         errors: Some(ErrorMapping { when: "status = 'error'", source: "integration", code: "entity", message: "error_message", severity: "'error'" }),
+        labels: [integration, status],
     }
     columns {
         /// Integration synced (Azure AD, NinjaOne, Xero, …).
@@ -331,6 +345,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(integration, entity_type, time)",
         errors: Some(ErrorMapping { when: "1", source: "integration", code: "failure_type", message: "message", severity: "'error'" }),
+        labels: [integration, entity_type],
     }
     columns {
         /// Integration module the error is for.
@@ -355,6 +370,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(direction, integration, status, time)",
         errors: Some(ErrorMapping { when: "status = 'error'", source: "integration", code: "toString(status_code)", message: "if(error_message = '', response, error_message)", severity: "'error'" }),
+        labels: [direction, integration, status],
     }
     columns {
         /// inbound (webhook into the product) or outbound (post to the integration's API).
@@ -389,6 +405,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(forced, time)",
         errors: None,
+        labels: [forced],
     }
     columns {
         /// Forced by "Run Task Scheduler Now" rather than scheduled.
@@ -411,6 +428,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(direction, mailbox, status, time)",
         errors: Some(ErrorMapping { when: "status = 'failed'", source: "mailbox", code: "concat(direction, ' attempt ', toString(attempt))", message: "error_message", severity: "if(attempt >= 3, 'error', 'warning')" }),
+        labels: [direction, status],
     }
     columns {
         /// incoming or outgoing.
@@ -447,6 +465,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(event_type, time)",
         errors: None,
+        labels: [event_type],
     }
     columns {
         /// Kind of event (document uploaded, invoice updated, …).
@@ -473,6 +492,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(action, status, time)",
         errors: Some(ErrorMapping { when: "status = 'failed'", source: "action", code: "workflow_id", message: "error_message", severity: "'error'" }),
+        labels: [status],
     }
     columns {
         /// Action automated (name of the custom action, SLA release, …).
@@ -505,6 +525,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(entity_type, status, time)",
         errors: Some(ErrorMapping { when: "status = 'failed'", source: "entity_type", code: "source_id", message: "error_message", severity: "'error'" }),
+        labels: [status],
     }
     columns {
         /// What was created: ticket, automated_ticket, report, appointment, ….
@@ -531,6 +552,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(campaign_id, time)",
         errors: Some(ErrorMapping { when: "failed > 0", source: "mailbox", code: "campaign_id", message: "concat(toString(failed), ' of ', toString(recipients_total), ' recipients failed')", severity: "if(sent = 0, 'error', 'warning')" }),
+        labels: [],
     }
     columns {
         /// Mail campaign the bulk mail was created by.
@@ -557,6 +579,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(severity_number, log_type, time)",
         errors: Some(ErrorMapping { when: "severity_number >= 17", source: "log_type", code: "severity", message: "message", severity: "severity" }),
+        labels: [severity, log_type],
     }
     columns {
         /// Severity: trace, debug, info, warning, error or critical (from the record's severity).
@@ -581,6 +604,7 @@ log_kind! {
         ttl: days(365),
         order_by: "(category, event_type, time)",
         errors: None,
+        labels: [category],
     }
     columns {
         /// Name of the user who acted.
@@ -609,6 +633,7 @@ log_kind! {
         ttl: days(365),
         order_by: "(category, portal, time)",
         errors: Some(ErrorMapping { when: "category = 'login_failed'", source: "portal", code: "category", message: "concat('failed login for ', user_name, ' from ', ip)", severity: "'warning'" }),
+        labels: [category],
     }
     columns {
         /// User name.
@@ -641,6 +666,7 @@ log_kind! {
         ttl: days(30),
         order_by: "(webhook_name, time)",
         errors: Some(ErrorMapping { when: "1", source: "webhook_name", code: "toString(status_code)", message: "error_message", severity: "'error'" }),
+        labels: [webhook_name],
     }
     columns {
         /// Webhook name.
@@ -669,6 +695,7 @@ log_kind! {
         ttl: None,
         order_by: "(category, level, time)",
         errors: Some(ErrorMapping { when: "severity_number >= 17", source: "category", code: "logger", message: "message", severity: "level" }),
+        labels: [category, level],
     }
     columns {
         /// Log category (the file it would have gone to): application, email, database, access, scheduler, crm, ….
@@ -683,6 +710,33 @@ log_kind! {
         message: String = "String CODEC(ZSTD(1))", Source::Body, Required, Search;
         /// Every other attribute of the record, as text.
         fields: Vec<(String, String)> = "Map(LowCardinality(String), String) CODEC(ZSTD(1))", Source::OtherAttributes, Optional, Plain;
+    }
+}
+
+log_kind! {
+    /// An integration enabled, disabled or reconfigured, with its sync schedule. Services emit
+    /// it on every such change (and may repeat it at start-up): silence cannot tell a disabled
+    /// integration from a broken one, and the schedule says when the next run is due.
+    IntegrationState {
+        table: "integration_states",
+        event: "logbook.integration.state",
+        reference: "integration-health.txt: Configuration Status (Active / Error / Disabled), collection schedule",
+        ttl: days(365),
+        order_by: "(integration, time)",
+        errors: None,
+        labels: [integration, change],
+    }
+    columns {
+        /// Integration whose configuration changed.
+        integration: String = "LowCardinality(String)", attr("logbook.integration.name"), Required, Filter;
+        /// What happened: enabled, disabled or reconfigured.
+        change: String = "LowCardinality(String)", attr("logbook.integration.change"), Required, Filter, one_of ["enabled", "disabled", "reconfigured"];
+        /// Whether the integration is enabled after the change.
+        enabled: bool = "Bool", attr("logbook.integration.enabled"), Required, Filter;
+        /// Seconds between scheduled sync runs (3600: devices and users hourly; 86400: software daily); the shortest of its entities' when they differ; 0 when it syncs only on demand or by webhook.
+        sync_interval_s: u32 = "UInt32", attr("logbook.integration.sync_interval_s"), Optional, Plain;
+        /// Who made the change.
+        actor: String = "String CODEC(ZSTD(1))", attr("user.name"), Optional, Filter;
     }
 }
 
