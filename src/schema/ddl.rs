@@ -317,6 +317,8 @@ fn sharding_key(table: &TableDef) -> &'static str {
         "otel_logs" => "cityHash64(TraceId, Timestamp)",
         "otel_traces" | "otel_traces_trace_id_ts" => "cityHash64(TraceId)",
         "errors" => "cityHash64(related_id)",
+        "api_tokens" => "cityHash64(id)",
+        "settings" => "cityHash64(key)",
         other => unreachable!("no sharding key for table {other}"),
     }
 }

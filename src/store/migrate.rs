@@ -417,5 +417,5 @@ mod tests {
     /// V2: integration_states added.
     const FINGERPRINT_V2: u64 = 16982639726602007365;
     /// V3: settings; api_tokens; access_logs.status_code; by_tenant projections and id indexes.
-    const FINGERPRINT_V3: u64 = 0;
+    const FINGERPRINT_V3: u64 = 1276592054102730116;
 }

@@ -727,3 +727,142 @@ async fn purge_deletes_a_tenants_rows_and_is_audited() {
             .contains("purged 1 rows of api_calls")
     );
 }
+
+#[tokio::test]
+async fn settings_change_is_audited_seen_by_a_second_replica_and_log_level_applies() {
+    let db = test_db("api_settings").await;
+    let extra = "[settings]\nrefresh_interval = \"200ms\"\n";
+    let first = Logbook::start(&db, extra).await;
+    let second = Logbook::start(&db, extra).await;
+    let owner = first.token("owner", None, &["view_audit_logs"]);
+    let supervisor = first.token("supervisor", None, &[]);
+    let put = |base: &str, token: &str, key: &str, value: Value| {
+        reqwest::Client::new()
+            .put(format!("{base}/api/v1/settings/{key}"))
+            .bearer_auth(token)
+            .json(&value)
+            .send()
+    };
+    // Supervisors change notification settings, not logbook's own log level.
+    let response = put(&first.api, &supervisor, "log.level", Value::from("debug"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = put(
+        &first.api,
+        &owner,
+        "notify.rules.min_severity",
+        Value::from("nonsense"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = put(
+        &first.api,
+        &supervisor,
+        "notify.rules.paused",
+        Value::from(true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap()
+    );
+
+    // The second replica sees it within seconds.
+    let api = Client::new(&second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = api.get(Some(&owner), "/api/v1/settings", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let paused = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == "notify.rules.paused")
+            .unwrap()["value"]
+            .clone();
+        if paused == Value::Bool(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "second replica never saw the setting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // audit_activity has who, before and after.
+    let audit = api
+        .rows(&owner, "audit_activity", &[("category", "settings")])
+        .await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["actor_name"], "supervisor-all");
+    assert_eq!(audit[0]["before"], "{\"notify.rules.paused\":null}");
+    assert_eq!(audit[0]["after"], "{\"notify.rules.paused\":true}");
+
+    // The log level changes on the other replica without a restart.
+    assert!(
+        !second.stderr().contains(" DEBUG "),
+        "debug before the change"
+    );
+    let response = put(&first.api, &owner, "log.level", Value::from("debug"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !second.stderr().contains(" DEBUG ") {
+        assert!(
+            Instant::now() < deadline,
+            "no debug line: {}",
+            second.stderr()
+        );
+        // Requests make the replica log (its ClickHouse client logs at debug).
+        let _ = api
+            .get(Some(&owner), "/api/v1/logs/mail_messages", &[])
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn integration_health_lists_status_runs_and_toggle() {
+    use logbook::schema::IntegrationSyncRun;
+    let db = test_db("api_integrations").await;
+    let logbook = Logbook::start(&db, "").await;
+    let api = Client::new(&logbook);
+    let viewer = logbook.token("viewer", None, &[]);
+    let now = now_ns();
+    let run = |status: &str, minutes: i64| IntegrationSyncRun {
+        id: id(),
+        time: Ts(now - minutes * 60 * NS),
+        integration: "Xero".into(),
+        status: status.into(),
+        ..IntegrationSyncRun::default()
+    };
+    insert(
+        &db,
+        &[run("completed", 30), run("error", 20), run("executing", 1)],
+    )
+    .await;
+    let (status, body) = api.get(Some(&viewer), "/api/v1/integrations", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let xero = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["integration"] == "Xero")
+        .unwrap();
+    assert!(["active", "error", "disabled"].contains(&xero["status"].as_str().unwrap()));
+    assert_eq!(xero["error_rate_24h"], 0.5);
+    assert_eq!(xero["error_email"], true);
+    let statuses: Vec<&str> = xero["recent_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["executing", "error", "completed"]);
+}
