@@ -120,7 +120,8 @@ async fn each_filter_returns_exactly_the_matching_rows() {
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let cases: &[(&[(&str, &str)], &[usize])] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [usize]);
+    let cases: &[Case] = &[
         (&[("outcome", "error")], &[1, 2]),
         (&[("outcome", "success")], &[0, 3]),
         (&[("method", "POST")], &[1]),
@@ -395,7 +396,7 @@ async fn detail_returns_the_whole_row_related_rows_and_spans() {
         related_log_id: failed.id.0.to_string(),
         ..MonitoringEvent::default()
     };
-    insert(&db, &[event.clone()]).await;
+    insert(&db, std::slice::from_ref(&event)).await;
     db.client
         .query(
             "INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, ServiceName, Duration) \
@@ -478,8 +479,7 @@ async fn auth_matrix_every_route_and_caller() {
     let list = String::from_utf8(logbook.cli(&["token", "list"]).stdout).unwrap();
     let revoked_id = list
         .lines()
-        .filter(|l| l.contains("owner-all"))
-        .last()
+        .rfind(|l| l.contains("owner-all"))
         .unwrap()
         .split('\t')
         .next()
