@@ -49,6 +49,10 @@ impl Ddl {
         format!("`{}`.`{}`", self.database, table)
     }
 
+    pub fn drop_view(&self, name: &str) -> String {
+        format!("DROP VIEW IF EXISTS {} SYNC", self.qualified(name))
+    }
+
     pub fn create_database(&self) -> String {
         format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)
     }

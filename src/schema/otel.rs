@@ -13,6 +13,8 @@ const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> Co
         presence: Presence::Optional,
         role: Role::Plain,
         one_of: &[],
+        renamed_from: &[],
+        old_values: &[],
     }
 }
 

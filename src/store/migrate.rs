@@ -18,7 +18,7 @@ use crate::schema::ddl::{self, Ddl, Ttl};
 use crate::schema::{self, TableDef};
 
 /// Bump when the definitions change; `schema_fingerprint_is_recorded` fails until you do.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const MIGRATIONS_TABLE: &str = "logbook_migrations";
 
@@ -40,6 +40,7 @@ pub struct Migrator {
 struct TableRow {
     name: String,
     engine_full: String,
+    as_select: String,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -52,6 +53,8 @@ struct NameRow {
 #[derive(Debug, Default)]
 struct Current {
     tables: BTreeMap<String, String>,
+    /// A view's query, as the server formats it.
+    queries: BTreeMap<String, String>,
     columns: BTreeMap<String, BTreeSet<String>>,
     indexes: BTreeMap<String, BTreeSet<String>>,
 }
@@ -79,12 +82,18 @@ impl Migrator {
         let tables = bounded(
             limit,
             self.client
-                .query("SELECT name, engine_full FROM system.tables WHERE database = {db:String}")
+                .query(
+                    "SELECT name, engine_full, as_select FROM system.tables WHERE database = {db:String}",
+                )
                 .param("db", db)
                 .fetch_all::<TableRow>(),
         )
         .await?;
         let mut current = Current {
+            queries: tables
+                .iter()
+                .map(|t| (t.name.clone(), t.as_select.clone()))
+                .collect(),
             tables: tables
                 .into_iter()
                 .map(|t| (t.name, t.engine_full))
@@ -205,7 +214,22 @@ impl Migrator {
             }
         }
         for (name, sql) in self.ddl.views() {
-            if !current.tables.contains_key(&name) {
+            let Some(query) = current.queries.get(&name) else {
+                step(&name, format!("create materialized view {name}"), sql);
+                continue;
+            };
+            // A view's condition changed (a kind's failure value, say): replace the view.
+            let (want, have) = (condition(&sql), condition(query));
+            if want != have {
+                step(
+                    &name,
+                    format!(
+                        "replace materialized view {name}: WHERE {} instead of {}",
+                        want.unwrap_or("nothing"),
+                        have.unwrap_or("nothing")
+                    ),
+                    self.ddl.drop_view(&name),
+                );
                 step(&name, format!("create materialized view {name}"), sql);
             }
         }
@@ -312,6 +336,13 @@ impl Migrator {
 }
 
 /// The TTL clause of a table's `engine_full`, as ClickHouse prints it.
+/// The `WHERE` condition ending a view's query, if it has one.
+fn condition(query: &str) -> Option<&str> {
+    query
+        .rsplit_once(" WHERE ")
+        .map(|(_, condition)| condition.trim())
+}
+
 fn ttl_of_engine(engine_full: &str) -> Option<String> {
     let start = engine_full.find(" TTL ")? + " TTL ".len();
     let rest = &engine_full[start..];
@@ -351,7 +382,7 @@ mod tests {
         let fingerprint = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        let recorded: &[(u32, u64)] = &[(1, FINGERPRINT_V1)];
+        let recorded: &[(u32, u64)] = &[(1, FINGERPRINT_V1), (2, FINGERPRINT_V2)];
         assert_eq!(
             recorded.last(),
             Some(&(SCHEMA_VERSION, fingerprint)),
@@ -360,4 +391,15 @@ mod tests {
     }
 
     const FINGERPRINT_V1: u64 = 5238660490372325930;
+    /// One failure value (`error`) in every kind's errors view.
+    const FINGERPRINT_V2: u64 = 6193880443088781353;
+
+    #[test]
+    fn a_view_condition_is_its_last_where() {
+        assert_eq!(
+            condition("SELECT a FROM t WHERE x IN (SELECT 1 WHERE 1) WHERE status = 'error'"),
+            Some("status = 'error'")
+        );
+        assert_eq!(condition("SELECT a FROM t"), None);
+    }
 }

@@ -499,7 +499,7 @@ async fn a_bot_call_span_becomes_an_api_calls_row_and_an_error() {
     );
 }
 
-fn api_call(bot: &str, user: &str) -> LogRecord {
+pub fn api_call(bot: &str, user: &str) -> LogRecord {
     LogRecord {
         time_unix_nano: now_nanos(),
         event_name: "logbook.api_call".into(),

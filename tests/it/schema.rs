@@ -299,8 +299,8 @@ async fn error_outcomes_of_every_kind_reach_the_errors_table() {
         &db,
         schema::MailMessage {
             mailbox: "support@".into(),
-            direction: "outgoing".into(),
-            status: "failed".into(),
+            direction: "outbound".into(),
+            status: "error".into(),
             attempt: 3,
             error_message: "550 mailbox unavailable".into(),
             ..row_at(Ts::now())
@@ -340,7 +340,7 @@ async fn error_outcomes_of_every_kind_reach_the_errors_table() {
             rows[1].code.as_str(),
             rows[1].severity.as_str()
         ),
-        ("mail_messages", "outgoing attempt 3", "error")
+        ("mail_messages", "outbound attempt 3", "error")
     );
     let related: String = db
         .client

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Intake, IntakeError};
+use super::{Intake, IntakeError, Signal};
 
 /// Requests bigger than this are decoded off the async workers.
 const DECODE_INLINE_LIMIT: usize = 64 * 1024;
@@ -40,6 +40,8 @@ pub fn router(intake: Arc<Intake>) -> Router {
     Router::new()
         .route("/v1/logs", post(logs))
         .route("/v1/traces", post(traces))
+        .route("/v1/dry-run/logs", post(dry_run_logs))
+        .route("/v1/dry-run/traces", post(dry_run_traces))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(intake)
 }
@@ -73,6 +75,49 @@ async fn traces(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Byt
     match result {
         Ok(partial) => encode(format, StatusCode::OK, &partial.traces_response()),
         Err(error) => refuse(&intake, "traces", format, error),
+    }
+}
+
+async fn dry_run_logs(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    dry_run(&intake, &headers, Signal::Logs, body)
+}
+
+async fn dry_run_traces(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    dry_run(&intake, &headers, Signal::Traces, body)
+}
+
+/// What an OTLP/JSON request would become, per record; authenticated like ingest, stores
+/// nothing and counts nothing.
+fn dry_run(intake: &Intake, headers: &HeaderMap, signal: Signal, body: Bytes) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let result = intake
+        .authorize(authorization)
+        .and_then(|()| match request_format(headers) {
+            Ok(Format::Json) => intake.dry_run(signal, &body),
+            _ => Err(IntakeError::Invalid(
+                "a dry run takes OTLP/JSON: send content-type application/json".into(),
+            )),
+        });
+    match result {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(error) => {
+            let status = match error {
+                IntakeError::Unauthenticated => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let body = serde_json::json!({ "error": error.to_string() });
+            (status, axum::Json(body)).into_response()
+        }
     }
 }
 
