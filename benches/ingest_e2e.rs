@@ -21,37 +21,32 @@
 //!
 //! Run: `cargo bench --bench ingest_e2e` (env: `E2E_SECONDS`, `E2E_SENDERS`, `E2E_RECORDS`,
 //! `E2E_RUNS`, `E2E_SCENARIOS=steady,flood`, `E2E_FLOOD_SENDERS` (default twice `E2E_SENDERS`),
-//! `E2E_COMPRESSION` (`clickhouse.compression`, default `lz4`), `E2E_LOGBOOK_BIN` to run
+//! `E2E_COMPRESSION` (`clickhouse.compression`, default `lz4`), `LOGBOOK_BIN` to run
 //! another logbook build).
 
 #[path = "common/mod.rs"]
 mod common;
+// The integration tests' engine server and logbook process (`logbook.rs` names `crate::harness`).
+#[path = "../tests/it/harness.rs"]
+mod harness;
+#[path = "../tests/it/logbook.rs"]
+mod logbook;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message;
 
-const PASSWORD: &str = "bench-pw";
+use harness::TestServer;
+use logbook::Logbook;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A field of /proc/<pid>/status in kB.
@@ -78,144 +73,32 @@ fn self_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id())
 }
 
-struct ChServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ChServer {
-    fn start(root: &Path) -> ChServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(root.join(".venv/bin/python"))
-            .arg(root.join("tests/chdb_http/server.py"))
-            .args([
-                "--port",
-                "0",
-                "--exit-on-stdin-eof",
-                "--password",
-                PASSWORD,
-                "--path",
-            ])
-            .arg(dir.path().join("data"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tests/chdb_http/server.py (run scripts/test once to create .venv)");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected chdb server output {line:?}"))
-            .to_owned();
-        ChServer {
-            child,
-            url,
-            _dir: dir,
+/// Waits until logbook reports ready (ClickHouse reached), so that runs start alike.
+async fn wait_ready(logbook: &Logbook) {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{}/readyz", logbook.api)).send().await
+            && r.status().is_success()
+        {
+            return;
         }
-    }
-}
-
-impl Drop for ChServer {
-    fn drop(&mut self) {
-        // Closing stdin makes it exit (--exit-on-stdin-eof).
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-struct Logbook {
-    child: Child,
-    http: String,
-    api: String,
-    dir: tempfile::TempDir,
-}
-
-impl Logbook {
-    async fn start(ch: &ChServer, database: &str, queue_extra: &str) -> Logbook {
-        let dir = tempfile::tempdir().unwrap();
-        let (http, grpc, api) = (free_port(), free_port(), free_port());
-        let config = dir.path().join("logbook.toml");
-        let queue = dir.path().join("queue");
-        let compression = std::env::var("E2E_COMPRESSION").unwrap_or_else(|_| "lz4".into());
-        std::fs::write(
-            &config,
-            format!(
-                "[clickhouse]\nurl = {:?}\nuser = \"default\"\npassword = {PASSWORD:?}\ndatabase = {database:?}\n\
-                 compression = {compression:?}\n\
-                 [server]\nlisten = \"127.0.0.1:{api}\"\n\
-                 [ingest]\nhttp_listen = \"127.0.0.1:{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\n\
-                 [queue]\npath = {:?}\nfsync = \"always\"\n{queue_extra}\n",
-                ch.url,
-                queue.display().to_string()
-            ),
-        )
-        .unwrap();
-        // E2E_LOGBOOK_BIN: compare another build (e.g. a scratch copy with a change).
-        let bin = std::env::var("E2E_LOGBOOK_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_logbook").to_owned());
-        let bin = bin.as_str();
-        let migrate = Command::new(bin)
-            .args(["migrate", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
         assert!(
-            migrate.status.success(),
-            "migrate: {}",
-            String::from_utf8_lossy(&migrate.stderr)
+            started.elapsed() < Duration::from_secs(30),
+            "logbook did not get ready: {}",
+            logbook.stderr()
         );
-        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("LOGBOOK_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let logbook = Logbook {
-            child,
-            http: format!("http://127.0.0.1:{http}"),
-            api: format!("http://127.0.0.1:{api}"),
-            dir,
-        };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = client.get(format!("{}/readyz", logbook.api)).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "logbook did not get ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        logbook
-    }
-
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Runs one statement on the chdb server; its output as text.
-async fn sql(client: &reqwest::Client, ch: &ChServer, statement: String) -> String {
+async fn sql(client: &reqwest::Client, ch: &TestServer, statement: String) -> String {
     let response = client
-        .post(&ch.url)
+        .post(ch.url())
         .body(statement)
-        .header("X-ClickHouse-User", "default")
-        .header("X-ClickHouse-Key", PASSWORD)
+        .header("X-ClickHouse-User", ch.user())
+        .header("X-ClickHouse-Key", ch.password())
         .send()
         .await;
     match response {
@@ -227,7 +110,7 @@ async fn sql(client: &reqwest::Client, ch: &ChServer, statement: String) -> Stri
 /// `otel_logs` rows stored, or, with `Null` tables, inserted according to logbook's metrics.
 async fn count(
     client: &reqwest::Client,
-    ch: &ChServer,
+    ch: &TestServer,
     database: &str,
     logbook: &Logbook,
     null_tables: bool,
@@ -253,7 +136,7 @@ async fn count(
 }
 
 /// Replaces every table logbook inserts into by a `Null` table of the same columns.
-async fn use_null_tables(client: &reqwest::Client, ch: &ChServer, database: &str) {
+async fn use_null_tables(client: &reqwest::Client, ch: &TestServer, database: &str) {
     let tables = sql(
         client,
         ch,
@@ -331,20 +214,28 @@ struct Outcome {
 
 async fn run(
     root: &Path,
-    ch: &ChServer,
+    ch: &TestServer,
     scenario: &Scenario,
     index: usize,
     bodies: Arc<Vec<(Vec<u8>, u64)>>,
     seconds: u64,
 ) -> Outcome {
     let database = format!("bench_{}_{index}", scenario.name);
-    let logbook = Logbook::start(ch, &database, scenario.queue_extra).await;
+    let compression = std::env::var("E2E_COMPRESSION").unwrap_or_else(|_| "lz4".into());
+    let extra = format!(
+        "[clickhouse]\ncompression = {compression:?}\n[log]\nlevel = \"warn\"\n\
+         [queue]\nfsync = \"always\"\n{}",
+        scenario.queue_extra
+    );
+    let mut logbook =
+        Logbook::start_on(&ch.url(), ch.user(), ch.password(), &database, &extra).await;
+    wait_ready(&logbook).await;
     if scenario.null_tables {
         use_null_tables(&reqwest::Client::new(), ch, &database).await;
     }
     let _ = root;
-    let lb_pid = logbook.child.id();
-    let ch_pid = ch.child.id();
+    let lb_pid = logbook.pid().expect("logbook runs");
+    let ch_pid = ch.pid().expect("the engine server runs");
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let client = reqwest::Client::builder()
@@ -440,7 +331,8 @@ async fn run(
     sampling.store(false, Ordering::Relaxed);
     let (lb_rss_max, ch_rss_max) = sampler.await.unwrap();
     let hwm = status_kb(lb_pid, "VmHWM:");
-    let stderr = logbook.stop();
+    logbook.stop();
+    let stderr = logbook.stderr();
     let warnings = stderr
         .lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
@@ -513,10 +405,10 @@ fn main() {
             .collect(),
     );
     let avg_body = bodies.iter().map(|(b, _)| b.len()).sum::<usize>() / bodies.len();
-    let ch = ChServer::start(&root);
+    let ch = TestServer::start(None, None);
     println!(
         "chdb server at {}; {senders} senders, {records} records ({avg_body} bytes) per request, {seconds} s per run, {runs} runs",
-        ch.url
+        ch.url()
     );
     let all = [
         Scenario {

@@ -2,7 +2,9 @@
 //! `otel_traces` and trace-id lookup (same names and types, so Grafana's ClickHouse datasource
 //! works on them in OpenTelemetry mode), and the cross-kind `errors` table.
 
-use super::{ColumnDef, FieldValue, IndexDef, Presence, Role, TableDef, days};
+use super::{
+    ColumnDef, FieldValue, INSERTED_TABLE_SETTINGS, IndexDef, Presence, Role, TableDef, days,
+};
 
 const fn col(name: &'static str, ch_type: &'static str, doc: &'static str) -> ColumnDef {
     ColumnDef {
@@ -28,12 +30,6 @@ const fn bloom(name: &'static str, expr: &'static str, rate: &'static str) -> In
 }
 
 const ATTRS: &str = "Map(LowCardinality(String), String) CODEC(ZSTD(1))";
-
-const OTEL_SETTINGS: &[(&str, &str)] = &[
-    ("index_granularity", "8192"),
-    ("ttl_only_drop_parts", "1"),
-    ("non_replicated_deduplication_window", "1000"),
-];
 
 pub const OTEL_LOGS: TableDef = TableDef {
     name: "otel_logs",
@@ -157,7 +153,7 @@ pub const OTEL_LOGS: TableDef = TableDef {
     order_by: "(ServiceName, TimestampTime, Timestamp)",
     ttl_from: "TimestampTime",
     default_ttl: days(30),
-    settings: OTEL_SETTINGS,
+    settings: INSERTED_TABLE_SETTINGS,
     errors: None,
 };
 
@@ -269,7 +265,7 @@ pub const OTEL_TRACES: TableDef = TableDef {
     order_by: "(ServiceName, SpanName, toDateTime(Timestamp))",
     ttl_from: "toDateTime(Timestamp)",
     default_ttl: days(30),
-    settings: OTEL_SETTINGS,
+    settings: INSERTED_TABLE_SETTINGS,
     errors: None,
 };
 
@@ -410,11 +406,7 @@ pub const ERRORS: TableDef = TableDef {
     order_by: "(kind, source, time)",
     ttl_from: "toDateTime(time)",
     default_ttl: days(30),
-    settings: &[
-        ("index_granularity", "8192"),
-        ("ttl_only_drop_parts", "1"),
-        ("non_replicated_deduplication_window", "1000"),
-    ],
+    settings: INSERTED_TABLE_SETTINGS,
     errors: None,
 };
 

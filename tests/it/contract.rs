@@ -8,8 +8,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use serde_json::Value as Json;
 
 use crate::harness::test_db;
-use crate::ingest::{FAST, Transport, api_call, count_where, kv, request, send_logs, wait_for};
-use crate::logbook::Logbook;
+use crate::ingest::{FAST, api_call, count_where, kv, request, send_logs, wait_for};
+use crate::logbook::{Logbook, Transport};
 
 const WITHIN: Duration = Duration::from_secs(30);
 

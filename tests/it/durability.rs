@@ -11,8 +11,9 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::harness::{TestDb, TestServer, test_db};
-use crate::ingest::{FAST, Transport, api_call_numbered, request, send_logs, wait_for};
+use crate::ingest::{FAST, api_call_numbered, request, send_logs, wait_for};
 use crate::logbook::Logbook;
+use crate::logbook::Transport;
 
 /// Sends numbered api_call records, one request of `per_request` at a time, until told to
 /// stop; records the numbers of every acknowledged request. A failed request's numbers are

@@ -230,6 +230,11 @@ impl TestServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|(child, _)| child.id())
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

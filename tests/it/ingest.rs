@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 use crate::harness::{TestDb, test_db};
-use crate::logbook::Logbook;
+use crate::logbook::{Logbook, Transport};
 
 pub const FAST: &str = "[batch]\nmax_age = \"200ms\"\n";
 
@@ -133,14 +133,6 @@ fn sample(kind: &TableDef, tenant: &str) -> (LogRecord, Vec<(String, String)>) {
 
 pub fn now_nanos() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap()
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum Transport {
-    HttpProtobuf,
-    HttpProtobufGzip,
-    HttpJson,
-    Grpc,
 }
 
 pub async fn send_logs(

@@ -1,5 +1,9 @@
-//! A real `logbook serve` process for end-to-end tests: its own config, queue directory and
-//! free ports, against a test database; it can be killed with SIGKILL and started again.
+//! A real `logbook serve` process for end-to-end tests and benchmarks: its own config, queue
+//! directory and free ports, against a test database; it can be killed with SIGKILL and
+//! started again. `LOGBOOK_BIN` runs another build instead of this crate's binary.
+
+// Shared with benches/ingest_e2e.rs, which uses only some of it.
+#![allow(dead_code)]
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -12,7 +16,19 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use prost::Message;
 
 use crate::harness::TestDb;
-use crate::ingest::Transport;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    HttpProtobuf,
+    HttpProtobufGzip,
+    HttpJson,
+    Grpc,
+}
+
+/// The logbook binary: `LOGBOOK_BIN`, or the one cargo built with these tests.
+fn binary() -> String {
+    std::env::var("LOGBOOK_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_logbook").to_owned())
+}
 
 /// Where to send OTLP.
 pub struct Endpoints {
@@ -120,13 +136,13 @@ impl Logbook {
             "[clickhouse]\nurl = {url:?}\nuser = {user:?}\npassword = {password:?}\ndatabase = {database:?}\n\
              [server]\nlisten = \"127.0.0.1:{api}\"\nreadiness_probe_interval = \"200ms\"\n\
              [ingest]\nhttp_listen = \"127.0.0.1:{http}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\n\
-             [queue]\npath = {:?}\n",
+             [queue]\npath = {:?}\n[log]\nlevel = \"info\"\n",
             queue.display().to_string()
         );
         let mut table: toml::Table = base.parse().unwrap();
         merge(&mut table, extra.parse().unwrap());
         std::fs::write(&config, table.to_string()).unwrap();
-        let migrate = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        let migrate = Command::new(binary())
             .args(["migrate", "--config"])
             .arg(&config)
             .output()
@@ -154,10 +170,9 @@ impl Logbook {
             .append(true)
             .open(self.dir.path().join("stderr.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_logbook"))
+        let child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env("LOGBOOK_LOG_LEVEL", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -205,6 +220,11 @@ impl Logbook {
                 self.stderr()
             );
         }
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn queue_dir(&self) -> PathBuf {

@@ -72,9 +72,4 @@ impl Reader {
             }));
         }
     }
-
-    /// Position of the next entry this reader returns.
-    pub fn position(&self) -> Position {
-        self.pos
-    }
 }

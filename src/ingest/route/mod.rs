@@ -22,13 +22,14 @@ use uuid::Uuid;
 use crate::ingest::decode::{
     AnyValue, KeyValue, LogRecord, LogsRequest, Scope, Span, TracesRequest,
 };
-use crate::schema::row_binary::{hex_pair, put_hex_id, put_str, put_varint};
+use crate::schema::hex::HexId;
+use crate::schema::row_binary::{put_hex_id, put_str, put_varint};
 use crate::schema::{
     Deprecated, KINDS, OTEL_LOGS, OTEL_TRACES, Presence, Raw, RecordView, Rejection, Source,
     TableDef, Ts, TypedRow, severity_name, severity_number,
 };
 use findings::{Finding, Problem};
-use values::{any_to_raw, any_to_text, hex_id, put_attributes, put_attributes_and, put_text};
+use values::{any_to_raw, any_to_text, put_attributes, put_attributes_and, put_text};
 
 /// One table's rows of a batch, as RowBinary.
 #[derive(Debug, Default)]
@@ -474,8 +475,8 @@ struct Context<'a> {
     /// The record's or span's own attributes.
     attributes: &'a [KeyValue<'a>],
     resource: &'a ResourceParts<'a>,
-    trace_id: Hex,
-    span_id: Hex,
+    trace_id: HexId,
+    span_id: HexId,
     id: Uuid,
     table: &'static TableDef,
     /// Deprecated names and values the kind's encoder met.
@@ -493,8 +494,8 @@ impl<'a> Context<'a> {
         Context {
             attributes,
             resource,
-            trace_id: Hex::new(ids.0),
-            span_id: Hex::new(ids.1),
+            trace_id: HexId::new(ids.0),
+            span_id: HexId::new(ids.1),
             id,
             table,
             deprecated: RefCell::new(Vec::new()),
@@ -521,37 +522,6 @@ impl<'a> Context<'a> {
                 .or(Some(Raw::Id(self.id))),
             Source::OtherAttributes => Some(other_attributes(self.table, self.attributes)),
             Source::Body | Source::SeverityText | Source::SeverityNumber | Source::Time => None,
-        }
-    }
-}
-
-/// A trace or span id as lowercase hex, on the stack for ids of up to 32 bytes (W3C ids
-/// are 16 and 8): typed rows take both ids, and allocating them cost more than writing them.
-enum Hex {
-    Inline([u8; 64], usize),
-    Heap(String),
-}
-
-impl Hex {
-    fn new(id: &[u8]) -> Hex {
-        let mut buf = [0u8; 64];
-        if id.len() > buf.len() / 2 {
-            return Hex::Heap(hex_id(id));
-        }
-        // All zeros is no id: empty, as `hex_id` makes it.
-        if id.iter().all(|b| *b == 0) {
-            return Hex::Inline(buf, 0);
-        }
-        for (pair, b) in buf.chunks_exact_mut(2).zip(id) {
-            pair.copy_from_slice(&hex_pair(*b));
-        }
-        Hex::Inline(buf, 2 * id.len())
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            Hex::Inline(buf, len) => std::str::from_utf8(&buf[..*len]).expect("hex digits"),
-            Hex::Heap(s) => s,
         }
     }
 }

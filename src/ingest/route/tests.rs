@@ -517,11 +517,3 @@ fn a_rejected_record_leaves_no_partial_row_behind() {
     assert!(input.is_empty());
     assert_eq!(bots, ["good", "after"]);
 }
-
-#[test]
-fn ids_are_hex_whatever_their_length() {
-    for id in [&[0xab; 16][..], &[0x01; 8], &[0; 16], &[], &[0x7f; 33]] {
-        assert_eq!(Hex::new(id).as_str(), hex_id(id), "{id:?}");
-    }
-    assert_eq!(Hex::new(&[0x0f, 0xa0]).as_str(), "0fa0");
-}

@@ -4,7 +4,8 @@ use std::borrow::Cow;
 
 use crate::ingest::decode::{AnyValue, KeyValue};
 use crate::schema::Raw;
-use crate::schema::row_binary::{push_hex, put_str, put_varint};
+use crate::schema::hex::HexId;
+use crate::schema::row_binary::{put_str, put_varint};
 
 /// A borrowed view of a value; `None` for an empty value.
 pub fn any_to_raw<'a>(value: &AnyValue<'a>) -> Option<Raw<'a>> {
@@ -120,14 +121,9 @@ pub fn put_text(out: &mut Vec<u8>, value: &AnyValue<'_>) {
     }
 }
 
-/// Lowercase hex of a trace or span id; empty for an absent or all-zero id.
-pub fn hex_id(bytes: &[u8]) -> String {
-    if bytes.iter().all(|b| *b == 0) {
-        return String::new();
-    }
-    let mut out = Vec::new();
-    push_hex(&mut out, bytes);
-    String::from_utf8(out).expect("hex digits are ASCII")
+/// Lowercase hex of a trace or span id or bytes value; empty for an absent or all-zero id.
+fn hex_id(bytes: &[u8]) -> String {
+    HexId::new(bytes).as_str().to_owned()
 }
 
 #[cfg(test)]

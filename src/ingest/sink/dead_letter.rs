@@ -51,17 +51,4 @@ impl DeadLetter {
         std::fs::write(path.with_extension("error.json"), meta.to_string())?;
         Ok(path)
     }
-
-    /// Data files currently set aside.
-    pub fn files(&self) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut files: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == EXTENSION))
-            .collect();
-        files.sort();
-        files
-    }
 }

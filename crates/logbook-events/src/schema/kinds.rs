@@ -10,8 +10,8 @@
 //! `exception.message`, …) and the `logbook.*` namespace otherwise (docs/schema.md lists them).
 
 use super::{
-    ColumnDef, ERROR, ErrorMapping, FieldValue, INFO, LogKind, Presence, RecordView, Rejection,
-    Role, RowId, Source, TableDef, Ts, WARN, attr, days, encode,
+    ColumnDef, ERROR, ErrorMapping, FieldValue, INFO, INSERTED_TABLE_SETTINGS, LogKind, Presence,
+    RecordView, Rejection, Role, RowId, Source, TableDef, Ts, WARN, attr, days, encode,
 };
 
 macro_rules! log_kind {
@@ -76,7 +76,7 @@ macro_rules! log_kind {
                 order_by: $order_by,
                 ttl_from: "toDateTime(time)",
                 default_ttl: $ttl,
-                settings: TYPED_TABLE_SETTINGS,
+                settings: INSERTED_TABLE_SETTINGS,
                 errors: $errors,
             };
 
@@ -140,16 +140,6 @@ macro_rules! log_kind {
         }
     };
 }
-
-/// `ttl_only_drop_parts`: retention is by whole days and tables are partitioned by day, so
-/// expired data leaves as whole parts instead of being rewritten row by row.
-/// `non_replicated_deduplication_window`: a retried insert with the same deduplication token
-/// is stored once.
-const TYPED_TABLE_SETTINGS: &[(&str, &str)] = &[
-    ("index_granularity", "8192"),
-    ("ttl_only_drop_parts", "1"),
-    ("non_replicated_deduplication_window", "1000"),
-];
 
 macro_rules! registry {
     ($($kind:ident),* $(,)?) => {

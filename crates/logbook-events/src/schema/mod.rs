@@ -6,6 +6,7 @@
 //! the filterable and searchable columns the API offers, the `errors` mapping, and what the
 //! server derives from it (DDL, data dictionary, dashboards).
 
+pub mod hex;
 mod kinds;
 pub mod row_binary;
 mod severity;
@@ -146,6 +147,16 @@ impl TableDef {
 pub const fn days(n: u64) -> Option<Duration> {
     Some(Duration::from_secs(n * 86_400))
 }
+
+/// Settings of every table logbook inserts into. `ttl_only_drop_parts`: retention is by whole
+/// days and tables are partitioned by day, so expired data leaves as whole parts instead of
+/// being rewritten row by row. `non_replicated_deduplication_window`: a retried insert with the
+/// same deduplication token is stored once.
+pub const INSERTED_TABLE_SETTINGS: &[(&str, &str)] = &[
+    ("index_granularity", "8192"),
+    ("ttl_only_drop_parts", "1"),
+    ("non_replicated_deduplication_window", "1000"),
+];
 
 /// Columns every log kind's table starts with, for correlation and multi-tenancy.
 pub const COMMON_COLUMNS: &[ColumnDef] = &[

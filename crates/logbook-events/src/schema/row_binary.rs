@@ -2,6 +2,8 @@
 //! and read back by tests and tools. A table's rows are the concatenation of their columns'
 //! encodings in the table's column order.
 
+use super::hex::HexId;
+
 pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
@@ -22,29 +24,7 @@ pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Lowercase hex of a trace or span id as a `String` value; empty for an absent or all-zero
 /// id, as the Collector's exporter writes them.
 pub fn put_hex_id(out: &mut Vec<u8>, id: &[u8]) {
-    if id.iter().all(|b| *b == 0) {
-        out.push(0);
-        return;
-    }
-    put_varint(out, 2 * id.len() as u64);
-    push_hex(out, id);
-}
-
-/// Appends the lowercase hex digits of `bytes`.
-pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.reserve(2 * bytes.len());
-    for b in bytes {
-        out.extend(hex_pair(*b));
-    }
-}
-
-/// The two lowercase hex digits of a byte.
-pub fn hex_pair(byte: u8) -> [u8; 2] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    [
-        DIGITS[usize::from(byte >> 4)],
-        DIGITS[usize::from(byte & 0xf)],
-    ]
+    put_str(out, HexId::new(id).as_str());
 }
 
 /// A `UUID`: two little-endian 64-bit halves, high half first.
