@@ -56,7 +56,7 @@ async fn rejected_records_are_listed_by_sql_and_counted_by_service() {
     let warned = count_where(
         &db,
         "otel_logs",
-        "position(LogAttributes['logbook.warnings'], 'did you mean logbook.duration_ms?') > 0",
+        "position(LogAttributes['logbook.warnings'], 'did you mean logbook.duration_ms') > 0",
     )
     .await;
     assert_eq!(warned, 1);
