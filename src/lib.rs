@@ -10,6 +10,8 @@
 //! - [`store`]: ClickHouse administration: the client, migrations, the reachability probe,
 //!   retention.
 //! - [`api`]: the HTTP server (health, readiness, metrics).
+//! - [`query`]: reads ClickHouse for the API and for metrics computed from stored rows
+//!   (integration health).
 //! - Around them: [`config`], [`logging`] (logbook's own logs), [`metrics`], [`telemetry`]
 //!   (the emitting side, from `logbook-events`), [`demo`] (a simulated backend) and
 //!   [`serve`], which only wires the parts together.
@@ -20,6 +22,7 @@ pub mod demo;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod query;
 pub mod schema;
 pub mod serve;
 pub mod store;

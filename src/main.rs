@@ -37,6 +37,11 @@ enum Command {
         /// instead of letting their next merges apply it.
         #[arg(long)]
         materialize_ttl: bool,
+        /// Create the schema on every server of this ClickHouse cluster (a `remote_servers`
+        /// entry): Replicated tables `<table>_local` on each shard, Distributed tables named
+        /// like the tables, every statement ON CLUSTER (docs/scaling.md).
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
     },
     /// Validate the configuration and print it with secrets masked.
     CheckConfig,
@@ -134,7 +139,8 @@ fn main() -> ExitCode {
             Command::Migrate {
                 dry_run,
                 materialize_ttl,
-            } => migrate(&config, dry_run, materialize_ttl).await,
+                cluster,
+            } => migrate(&config, dry_run, materialize_ttl, cluster.as_deref()).await,
             Command::Demo(args) => demo(args).await,
             Command::CheckConfig | Command::SchemaDocs | Command::CheckRecord { .. } => Ok(()),
         }
@@ -185,8 +191,20 @@ fn check_record(config: &Config, file: &std::path::Path, traces: bool) -> ExitCo
     ExitCode::SUCCESS
 }
 
-async fn migrate(config: &Config, dry_run: bool, materialize_ttl: bool) -> anyhow::Result<()> {
-    let migrator = Migrator::new(store::server_client(&config.clickhouse), config);
+async fn migrate(
+    config: &Config,
+    dry_run: bool,
+    materialize_ttl: bool,
+    cluster: Option<&str>,
+) -> anyhow::Result<()> {
+    let client = store::server_client(&config.clickhouse);
+    let migrator = match cluster {
+        Some(name) if !logbook::config::is_identifier(name) => {
+            anyhow::bail!("--cluster must be a ClickHouse identifier, not {name:?}")
+        }
+        Some(name) => Migrator::on_cluster(client, config, name),
+        None => Migrator::new(client, config),
+    };
     let url = &config.clickhouse.url;
     let steps = if dry_run {
         migrator.plan().await

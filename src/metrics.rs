@@ -6,10 +6,68 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use crate::ingest::route::findings::{Finding, Problem};
+use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::kind_metrics::KindMetrics;
+
+/// `[metrics]` in logbook.toml: the business metrics on `/metrics` and what alerts read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Distinct values each label of a log kind's counter keeps (bot, integration, webhook,
+    /// …); rows with later new values are counted under `other`, so a flood of names cannot
+    /// grow memory without bound.
+    pub max_label_values: usize,
+    /// Minimum severity of monitoring events that alert: trace, debug, info, warning, error
+    /// or critical. Exported as `logbook_notify_min_severity_number`, which the alert rules
+    /// compare against, so changing it needs no rule edit.
+    pub notify_min_severity: Severity,
+    /// How often each replica computes integration status and next runs from ClickHouse.
+    #[serde(with = "humantime_serde")]
+    pub integration_status_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            max_label_values: 300,
+            notify_min_severity: Severity::Warning,
+            integration_status_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// logbook's six severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Trace,
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    /// The lowest OpenTelemetry SeverityNumber of the level.
+    pub fn number(self) -> u8 {
+        match self {
+            Severity::Trace => 1,
+            Severity::Debug => 5,
+            Severity::Info => 9,
+            Severity::Warning => 13,
+            Severity::Error => 17,
+            Severity::Critical => 21,
+        }
+    }
+}
 
 /// How many distinct `service` label values the finding metrics keep.
 pub const SERVICE_LABELS: usize = 100;
@@ -46,6 +104,13 @@ pub struct Metrics {
     pub insert_duration_seconds: HistogramVec,
     pub insert_errors: IntCounterVec,
     pub dead_letter_batches: IntCounterVec,
+    /// `logbook_<table>_total` for every log kind (counted once stored).
+    pub kinds: KindMetrics,
+    /// Integration status (1 for the current one of active/error/disabled) and expected next
+    /// run, computed from ClickHouse by `query::integrations`.
+    pub integration_status: IntGaugeVec,
+    pub integration_next_run: IntGaugeVec,
+    pub notify_min_severity: IntGauge,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -72,8 +137,20 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     metric
 }
 
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
+        Metrics::with_config(&MetricsConfig::default())
+    }
+
+    pub fn with_config(config: &MetricsConfig) -> Metrics {
         let r = Registry::new();
         let batch_rows = Histogram::with_opts(
             HistogramOpts::new("logbook_batch_rows", "rows per flushed batch, all tables")
@@ -196,6 +273,28 @@ impl Metrics {
                 "table batches ClickHouse refused for good, set aside on disk",
                 &["table"],
             ),
+            kinds: KindMetrics::new(&r, config.max_label_values),
+            integration_status: gauge_vec(
+                &r,
+                "logbook_integration_status",
+                "1 for the integration's current status (active, error, disabled), 0 for the others",
+                &["integration", "status"],
+            ),
+            integration_next_run: gauge_vec(
+                &r,
+                "logbook_integration_next_run_timestamp_seconds",
+                "when the integration's next sync run is expected (Unix seconds), for scheduled, enabled integrations",
+                &["integration"],
+            ),
+            notify_min_severity: {
+                let g = gauge(
+                    &r,
+                    "logbook_notify_min_severity_number",
+                    "OpenTelemetry SeverityNumber of metrics.notify_min_severity: monitoring events from it up alert",
+                );
+                g.set(i64::from(config.notify_min_severity.number()));
+                g
+            },
             registry: r,
         }
     }

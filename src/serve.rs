@@ -15,6 +15,7 @@ use crate::ingest::receive::{Intake, grpc, http};
 use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
 use crate::metrics::Metrics;
+use crate::query;
 use crate::store::{self, probe::ClickhouseStatus};
 
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
@@ -23,7 +24,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_config(&config.metrics));
     let queue = Queue::open(queue_options(&config)).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the durable queue in {}: {e}",
@@ -104,6 +105,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 )
                 .await
             }
+        }),
+        tokio::spawn({
+            let (client, metrics, stop) = (client.clone(), metrics.clone(), stop_jobs.clone());
+            let (interval, max) = (
+                config.metrics.integration_status_interval,
+                config.metrics.max_label_values,
+            );
+            async move { query::integrations::export(client, &metrics, interval, max, stop).await }
         }),
         tokio::spawn({
             let (config, metrics, stop) = (config.clone(), metrics.clone(), stop_jobs.clone());

@@ -68,6 +68,8 @@ pub struct Config {
     pub redaction: crate::ingest::redact::RedactionConfig,
     /// logbook's own traces and logs, exported over OTLP (off by default).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Business metrics and the values alert rules read.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -514,6 +516,15 @@ impl Config {
         }
         crate::ingest::redact::Redactor::new(&self.redaction)
             .map_err(|e| key_error("redaction.extra_patterns", e.to_string()))?;
+        if self.metrics.max_label_values == 0 {
+            return Err(key_error("metrics.max_label_values", "must be above zero"));
+        }
+        if self.metrics.integration_status_interval.is_zero() {
+            return Err(key_error(
+                "metrics.integration_status_interval",
+                "must be above zero",
+            ));
+        }
         if self.retention.size_check_interval.is_zero() {
             return Err(key_error(
                 "retention.size_check_interval",

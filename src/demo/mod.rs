@@ -1,8 +1,10 @@
 //! `logbook demo`: simulated backend services emitting a realistic, seeded mix of every log
-//! kind through [`crate::telemetry`] over OTLP, live at a given rate and optionally with
-//! history (`--backfill DAYS`) so retention and 30-day views have data.
+//! kind through [`crate::telemetry`] over OTLP, with the spans instrumented services would make
+//! (`spans.rs`), live at a given rate and optionally with history (`--backfill DAYS`) so
+//! retention and 30-day views have data.
 
 mod scenario;
+mod spans;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,8 +12,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use scenario::{DEGRADED, DISABLED, INTEGRATIONS, SECRET_MARK, Simulator};
+use spans::Spans;
 
-use crate::schema::{LogKind, RowVisitor, Ts};
+use crate::schema::{LogKind, OTEL_TRACES, RowVisitor, Ts};
 use crate::telemetry::{Protocol, Telemetry, TelemetryConfig};
 
 #[derive(Debug, Clone)]
@@ -58,6 +61,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Summary> {
         ..TelemetryConfig::default()
     })?;
     let mut simulator = Simulator::new(options.seed, options.tenants);
+    let spans = Spans::new(telemetry.tracer());
     let mut summary = Summary::new();
     let bar = if options.progress {
         let bar = ProgressBar::new_spinner();
@@ -82,7 +86,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Summary> {
             let offset =
                 i64::from(i) * 3_600_000_000_000 / i64::from(options.backfill_per_hour.max(1));
             let time = Ts(now.0 - hour as i64 * 3_600_000_000_000 + offset);
-            emit_all(&telemetry, &mut simulator, time, &mut summary);
+            emit_all(&telemetry, &spans, &mut simulator, time, &mut summary);
             bar.inc(1);
         }
         // Let the batch exporter keep up instead of dropping what overflows its queue.
@@ -102,7 +106,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Summary> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = ticker.tick() => {
-                emit_all(&telemetry, &mut simulator, Ts::now(), &mut summary);
+                emit_all(&telemetry, &spans, &mut simulator, Ts::now(), &mut summary);
                 bar.inc(1);
             }
         }
@@ -112,9 +116,17 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-fn emit_all(telemetry: &Telemetry, simulator: &mut Simulator, time: Ts, summary: &mut Summary) {
+fn emit_all(
+    telemetry: &Telemetry,
+    spans: &Spans,
+    simulator: &mut Simulator,
+    time: Ts,
+    summary: &mut Summary,
+) {
+    let mut rows = simulator.next(time);
+    *summary.entry(OTEL_TRACES.name).or_default() += spans.trace(&mut rows);
     let mut emit = Emit { telemetry, summary };
-    for row in simulator.next(time) {
+    for row in &rows {
         row.visit(&mut emit);
     }
 }

@@ -7,8 +7,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::schema::{
     AccessLog, ApiCall, AuditActivity, AutomationRun, BulkMailCampaign, EventLogEntry,
-    IntegrationError, IntegrationRequest, IntegrationSyncRun, MailMessage, MonitoringEvent, RowId,
-    ScheduleOccurrence, ServerLog, TaskSchedulerRun, Ts, TypedRow, WebhookFailure,
+    IntegrationError, IntegrationRequest, IntegrationState, IntegrationSyncRun, MailMessage,
+    MonitoringEvent, RowId, ScheduleOccurrence, ServerLog, TaskSchedulerRun, Ts, TypedRow,
+    WebhookFailure,
 };
 
 /// Integrations synced by the integrator. The third is degraded (45% of its runs fail); the
@@ -91,14 +92,14 @@ impl Simulator {
         RowId(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
     }
 
-    /// The rows of the next event at `time`. The first fifteen events cycle through every
+    /// The rows of the next event at `time`. The first sixteen events cycle through every
     /// kind, so even a short run fills every table; then the mix is weighted.
     pub fn next(&mut self, time: Ts) -> Vec<TypedRow> {
-        let slot = if self.emitted < 15 {
+        let slot = if self.emitted < 16 {
             self.emitted
         } else {
             // Weights: API calls and server logs are the bulk, as in production.
-            const WEIGHTS: [u64; 15] = [30, 6, 3, 4, 1, 10, 4, 4, 2, 1, 4, 2, 5, 1, 20];
+            const WEIGHTS: [u64; 16] = [30, 6, 3, 4, 1, 10, 4, 4, 2, 1, 4, 2, 5, 1, 20, 1];
             let mut roll = self.rng.random_range(0..WEIGHTS.iter().sum::<u64>());
             WEIGHTS
                 .iter()
@@ -126,7 +127,8 @@ impl Simulator {
             11 => vec![self.audit(time)],
             12 => vec![self.access(time)],
             13 => vec![self.webhook_failure(time)],
-            _ => vec![self.server_log(time)],
+            14 => vec![self.server_log(time)],
+            _ => vec![self.integration_state(time)],
         };
         for row in &mut rows {
             *row.common_mut().tenant = tenant.clone();
@@ -537,6 +539,27 @@ impl Simulator {
         })
     }
 
+    /// An integration's configuration as the service reports it: the disabled one disabled,
+    /// the others enabled and synced hourly (devices, users), Salesforce daily.
+    fn integration_state(&mut self, time: Ts) -> TypedRow {
+        let integration = self.pick(INTEGRATIONS);
+        let enabled = integration != DISABLED;
+        TypedRow::IntegrationState(IntegrationState {
+            id: self.id(time),
+            time,
+            integration: integration.to_owned(),
+            change: if enabled { "reconfigured" } else { "disabled" }.to_owned(),
+            enabled,
+            sync_interval_s: if integration == "Salesforce" {
+                86_400
+            } else {
+                3_600
+            },
+            actor: "admin".to_owned(),
+            ..IntegrationState::default()
+        })
+    }
+
     fn webhook_failure(&mut self, time: Ts) -> TypedRow {
         TypedRow::WebhookFailure(WebhookFailure {
             id: self.id(time),
@@ -598,7 +621,7 @@ mod tests {
     #[test]
     fn first_events_cover_every_kind() {
         let mut sim = Simulator::new(1, 2);
-        let mut tables: Vec<_> = (0..15)
+        let mut tables: Vec<_> = (0..16)
             .flat_map(|i| sim.next(Ts(i)))
             .map(|r| r.table().name)
             .collect();

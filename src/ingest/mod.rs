@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod decode;
+pub mod kind_metrics;
 pub mod pipeline;
 pub mod queue;
 pub mod receive;

@@ -184,9 +184,16 @@ impl Pipeline {
         }
         self.metrics.batch_rows.observe(batch.rows.len() as f64);
         let (token, next) = (batch.token(queue_id), batch.last + 1);
-        self.sink.write(&mut batch.rows, &token, stop).await?;
-        if let Err(error) = self.queue.ack(next) {
-            tracing::error!(%error, "cannot acknowledge a stored batch; it will be replayed and deduplicated");
+        let set_aside = self.sink.write(&mut batch.rows, &token, stop).await?;
+        match self.queue.ack(next) {
+            // Counted once acknowledged: a batch replayed after a crash was not (module
+            // docs of kind_metrics).
+            Ok(()) => self.metrics.kinds.count(&batch.rows.tally, |table| {
+                !set_aside.iter().any(|aside| aside.name == table.name)
+            }),
+            Err(error) => {
+                tracing::error!(%error, "cannot acknowledge a stored batch; it will be replayed and deduplicated")
+            }
         }
         batch.rows.clear();
         Ok(batch.rows)

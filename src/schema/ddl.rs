@@ -3,8 +3,11 @@
 //! All identifiers here come from logbook's own definitions or from the database name, which
 //! configuration validation restricts to `[A-Za-z_][A-Za-z0-9_]*`; no user input is pasted.
 //! Every statement is idempotent (`IF NOT EXISTS`), so replicas may run them concurrently.
-//! A cluster deployment changes only this file: `ON CLUSTER` after each name and
-//! Replicated engines.
+//!
+//! On a ClickHouse cluster ([`Ddl::on_cluster`], docs/scaling.md) every statement carries
+//! `ON CLUSTER`, a table's rows live in `<table>_local` (the Replicated variant of its engine,
+//! one Keeper path per shard) and `<table>` becomes a `Distributed` table over them, so writers
+//! and readers keep the table names of a single server.
 
 use std::time::Duration;
 
@@ -18,11 +21,15 @@ pub struct Ttl {
     pub keep_low_severity: Option<Duration>,
 }
 
-/// Statements for one database.
+/// Statements for one database, on one server or on every server of a cluster.
 #[derive(Debug, Clone)]
 pub struct Ddl {
     database: String,
+    cluster: Option<String>,
 }
+
+/// Suffix of the table holding a shard's rows on a cluster.
+pub const LOCAL_SUFFIX: &str = "_local";
 
 /// A skip index as rendered: name, expression, type, granularity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +45,16 @@ impl Ddl {
         debug_assert!(crate::config::is_identifier(database));
         Ddl {
             database: database.to_owned(),
+            cluster: None,
+        }
+    }
+
+    /// Statements for every server of `cluster` (a `<remote_servers>` entry).
+    pub fn on_cluster(database: &str, cluster: &str) -> Ddl {
+        debug_assert!(crate::config::is_identifier(cluster));
+        Ddl {
+            cluster: Some(cluster.to_owned()),
+            ..Ddl::new(database)
         }
     }
 
@@ -45,18 +62,76 @@ impl Ddl {
         &self.database
     }
 
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
     fn qualified(&self, table: &str) -> String {
         format!("`{}`.`{}`", self.database, table)
     }
 
+    /// Drops a view, on every server of the cluster when there is one.
     pub fn drop_view(&self, name: &str) -> String {
-        format!("DROP VIEW IF EXISTS {} SYNC", self.qualified(name))
+        format!(
+            "DROP VIEW IF EXISTS {}{} SYNC",
+            self.qualified(name),
+            self.on()
+        )
+    }
+
+    /// ` ON CLUSTER `name`` on a cluster, nothing otherwise.
+    fn on(&self) -> String {
+        self.cluster
+            .as_ref()
+            .map(|c| format!(" ON CLUSTER `{c}`"))
+            .unwrap_or_default()
+    }
+
+    /// The table holding `table`'s rows: itself, or `<table>_local` on a cluster.
+    pub fn storage_name(&self, table: &str) -> String {
+        match self.cluster {
+            Some(_) => format!("{table}{LOCAL_SUFFIX}"),
+            None => table.to_owned(),
+        }
+    }
+
+    fn storage(&self, table: &str) -> String {
+        self.qualified(&self.storage_name(table))
+    }
+
+    /// The engine clause: on a cluster the Replicated variant, its Keeper path per shard
+    /// (`{shard}`, `{replica}` are the servers' macros; `{database}`, `{table}` ClickHouse's).
+    fn engine(&self, engine: &str, shared_by_all_shards: bool) -> String {
+        match self.cluster {
+            None => engine.to_owned(),
+            Some(_) => {
+                let shard = if shared_by_all_shards {
+                    "all"
+                } else {
+                    "{shard}"
+                };
+                format!(
+                    "Replicated{engine}('/clickhouse/tables/{shard}/{{database}}/{{table}}', '{{replica}}')"
+                )
+            }
+        }
+    }
+
+    /// An engine for a table of logbook's own bookkeeping (the migrations record): on a
+    /// cluster every server holds every row, so any server can answer for the whole cluster.
+    pub fn bookkeeping_engine(&self) -> String {
+        self.engine("MergeTree", true)
     }
 
     pub fn create_database(&self) -> String {
-        format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database)
+        format!(
+            "CREATE DATABASE IF NOT EXISTS `{}`{}",
+            self.database,
+            self.on()
+        )
     }
 
+    /// The `CREATE TABLE` of a table, or on a cluster of its `<table>_local`.
     pub fn create_table(&self, table: &TableDef, ttl: Ttl) -> String {
         let mut lines: Vec<String> = table
             .all_columns()
@@ -69,10 +144,11 @@ impl Ddl {
             )
         }));
         let mut sql = format!(
-            "CREATE TABLE IF NOT EXISTS {} (\n{}\n) ENGINE = {}\nPARTITION BY {}\n",
-            self.qualified(table.name),
+            "CREATE TABLE IF NOT EXISTS {}{} (\n{}\n) ENGINE = {}\nPARTITION BY {}\n",
+            self.storage(table.name),
+            self.on(),
             lines.join(",\n"),
-            table.engine,
+            self.engine(table.engine, false),
             table.partition_by,
         );
         if let Some(primary_key) = table.primary_key {
@@ -90,21 +166,48 @@ impl Ddl {
         sql
     }
 
-    pub fn add_column(&self, table: &TableDef, column: &str, after: Option<&str>) -> String {
+    /// On a cluster, the `Distributed` table named like `table` over its `<table>_local`
+    /// tables. Rows go to shards by a key that is the same when a batch is retried, so a
+    /// retry lands on the same shards and their deduplication sees it.
+    pub fn create_distributed(&self, table: &TableDef) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        Some(format!(
+            "CREATE TABLE IF NOT EXISTS {}{} AS {} ENGINE = Distributed('{cluster}', '{}', '{}', {})",
+            self.qualified(table.name),
+            self.on(),
+            self.storage(table.name),
+            self.database,
+            self.storage_name(table.name),
+            sharding_key(table)
+        ))
+    }
+
+    /// Adds a column: to the table, or on a cluster to its local and Distributed tables.
+    pub fn add_column(&self, table: &TableDef, column: &str, after: Option<&str>) -> Vec<String> {
         let def = table.column(column).expect("column of the table");
         let after = after.map(|a| format!(" AFTER `{a}`")).unwrap_or_default();
-        format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS `{}` {}{after}",
-            self.qualified(table.name),
-            def.name,
-            def.ch_type
-        )
+        let mut targets = vec![self.storage(table.name)];
+        if self.cluster.is_some() {
+            targets.push(self.qualified(table.name));
+        }
+        targets
+            .into_iter()
+            .map(|target| {
+                format!(
+                    "ALTER TABLE {target}{} ADD COLUMN IF NOT EXISTS `{}` {}{after}",
+                    self.on(),
+                    def.name,
+                    def.ch_type
+                )
+            })
+            .collect()
     }
 
     pub fn add_index(&self, table: &TableDef, index: &Index) -> String {
         format!(
-            "ALTER TABLE {} ADD INDEX IF NOT EXISTS {} {} TYPE {} GRANULARITY {}",
-            self.qualified(table.name),
+            "ALTER TABLE {}{} ADD INDEX IF NOT EXISTS {} {} TYPE {} GRANULARITY {}",
+            self.storage(table.name),
+            self.on(),
             index.name,
             index.expr,
             index.kind,
@@ -118,15 +221,24 @@ impl Ddl {
     pub fn modify_ttl(&self, table: &TableDef, ttl: Ttl) -> String {
         match ttl_expression(table, ttl) {
             Some(expr) => format!(
-                "ALTER TABLE {} MODIFY TTL {expr} SETTINGS materialize_ttl_after_modify = 0",
-                self.qualified(table.name)
+                "ALTER TABLE {}{} MODIFY TTL {expr} SETTINGS materialize_ttl_after_modify = 0",
+                self.storage(table.name),
+                self.on()
             ),
-            None => format!("ALTER TABLE {} REMOVE TTL", self.qualified(table.name)),
+            None => format!(
+                "ALTER TABLE {}{} REMOVE TTL",
+                self.storage(table.name),
+                self.on()
+            ),
         }
     }
 
     pub fn materialize_ttl(&self, table: &TableDef) -> String {
-        format!("ALTER TABLE {} MATERIALIZE TTL", self.qualified(table.name))
+        format!(
+            "ALTER TABLE {}{} MATERIALIZE TTL",
+            self.storage(table.name),
+            self.on()
+        )
     }
 
     pub fn modify_settings(&self, table: &TableDef, ttl: Ttl) -> String {
@@ -136,46 +248,64 @@ impl Ddl {
             .map(|(k, v)| format!("{k} = {v}"))
             .collect();
         format!(
-            "ALTER TABLE {} MODIFY SETTING {}",
-            self.qualified(table.name),
+            "ALTER TABLE {}{} MODIFY SETTING {}",
+            self.storage(table.name),
+            self.on(),
             settings.join(", ")
         )
     }
 
     /// Materialized views, as (name, CREATE statement): the trace-id lookup and one
-    /// `<kind>_errors_mv` per kind that has an error mapping.
+    /// `<kind>_errors_mv` per kind that has an error mapping. On a cluster they read and
+    /// write the local tables, so each shard computes its own rows.
     pub fn views(&self) -> Vec<(String, String)> {
         let (name, source, select) = TRACE_ID_TS_MV;
         let mut views = vec![(
             name.to_owned(),
             format!(
-                "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS {}",
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {}{} TO {} AS {}",
                 self.qualified(name),
-                self.qualified(OTEL_TRACES_TRACE_ID_TS.name),
-                select.replace("{source}", &self.qualified(source))
+                self.on(),
+                self.storage(OTEL_TRACES_TRACE_ID_TS.name),
+                select.replace("{source}", &self.storage(source))
             ),
         )];
         for kind in KINDS {
             let Some(errors) = kind.errors else { continue };
             let name = format!("{}_errors_mv", kind.name);
             let sql = format!(
-                "CREATE MATERIALIZED VIEW IF NOT EXISTS {} TO {} AS SELECT time, '{}' AS kind, \
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {}{} TO {} AS SELECT time, '{}' AS kind, \
                  toString({}) AS source, toString({}) AS code, toString({}) AS message, \
                  toString({}) AS severity, tenant, service, environment, id AS related_id, \
                  trace_id FROM {} WHERE {}",
                 self.qualified(&name),
-                self.qualified(super::ERRORS.name),
+                self.on(),
+                self.storage(super::ERRORS.name),
                 kind.name,
                 errors.source,
                 errors.code,
                 errors.message,
                 errors.severity,
-                self.qualified(kind.name),
+                self.storage(kind.name),
                 errors.when
             );
             views.push((name, sql));
         }
         views
+    }
+}
+
+/// How a Distributed table spreads rows over shards: by what a retried batch repeats (a
+/// typed row's id, a span's trace, so that a trace stays on one shard).
+fn sharding_key(table: &TableDef) -> &'static str {
+    if table.common_columns {
+        return "cityHash64(id)";
+    }
+    match table.name {
+        "otel_logs" => "cityHash64(TraceId, Timestamp)",
+        "otel_traces" | "otel_traces_trace_id_ts" => "cityHash64(TraceId)",
+        "errors" => "cityHash64(related_id)",
+        other => unreachable!("no sharding key for table {other}"),
     }
 }
 
@@ -312,6 +442,53 @@ mod tests {
         assert!(names.contains(&"idx_trace_id".to_owned()));
         assert!(names.contains(&"idx_request_body".to_owned()));
         assert!(!names.contains(&"idx_bot".to_owned()));
+    }
+
+    #[test]
+    fn cluster_statements_run_on_every_server_through_local_and_distributed_tables() {
+        let ddl = Ddl::on_cluster("db", "main");
+        let ttl = Ttl::default();
+        let local = ddl.create_table(ApiCall::TABLE, ttl);
+        assert!(
+            local.starts_with(
+                "CREATE TABLE IF NOT EXISTS `db`.`api_calls_local` ON CLUSTER `main` ("
+            ),
+            "{local}"
+        );
+        assert!(local.contains(
+            "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
+        ));
+        assert_eq!(
+            ddl.create_distributed(ApiCall::TABLE).unwrap(),
+            "CREATE TABLE IF NOT EXISTS `db`.`api_calls` ON CLUSTER `main` AS `db`.`api_calls_local` \
+             ENGINE = Distributed('main', 'db', 'api_calls_local', cityHash64(id))"
+        );
+        let added = ddl.add_column(ApiCall::TABLE, "bot", None);
+        assert_eq!(added.len(), 2, "local and distributed: {added:?}");
+        assert!(
+            added
+                .iter()
+                .all(|sql| sql.contains(" ON CLUSTER `main` ADD COLUMN"))
+        );
+        for (_, view) in ddl.views() {
+            assert!(view.contains(" ON CLUSTER `main` TO `db`.`"), "{view}");
+            assert!(view.contains("_local` AS SELECT"), "{view}");
+        }
+        // Every table can be distributed; on one server there is nothing to distribute.
+        for table in crate::schema::tables() {
+            assert!(ddl.create_distributed(table).is_some(), "{}", table.name);
+            assert!(Ddl::new("db").create_distributed(table).is_none());
+        }
+    }
+
+    #[test]
+    fn one_server_statements_name_the_tables_themselves() {
+        let ddl = Ddl::new("db");
+        let sql = ddl.create_table(ApiCall::TABLE, Ttl::default());
+        assert!(sql.starts_with("CREATE TABLE IF NOT EXISTS `db`.`api_calls` ("));
+        assert!(sql.contains("ENGINE = MergeTree\n"));
+        assert_eq!(ddl.add_column(ApiCall::TABLE, "bot", None).len(), 1);
+        assert!(!ddl.create_database().contains("ON CLUSTER"));
     }
 
     #[test]

@@ -155,6 +155,7 @@ pub const OTEL_LOGS: TableDef = TableDef {
     default_ttl: days(30),
     settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 pub const OTEL_TRACES: TableDef = TableDef {
@@ -267,6 +268,7 @@ pub const OTEL_TRACES: TableDef = TableDef {
     default_ttl: days(30),
     settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 /// Filled by the materialized view [`TRACE_ID_TS_MV`]; lets a trace be found by id quickly.
@@ -298,6 +300,7 @@ pub const OTEL_TRACES_TRACE_ID_TS: TableDef = TableDef {
     default_ttl: days(30),
     settings: &[("index_granularity", "8192"), ("ttl_only_drop_parts", "1")],
     errors: None,
+    metric_labels: &[],
 };
 
 /// The materialized view feeding [`OTEL_TRACES_TRACE_ID_TS`]: (name, source table, SELECT).
@@ -408,6 +411,7 @@ pub const ERRORS: TableDef = TableDef {
     default_ttl: days(30),
     settings: INSERTED_TABLE_SETTINGS,
     errors: None,
+    metric_labels: &[],
 };
 
 /// A row of `otel_logs`, in the exporter's column names (`TimestampTime` is computed by

@@ -7,6 +7,10 @@
 //! Every statement is idempotent, so several replicas may migrate at once; each applied step
 //! is recorded in `logbook_migrations` with the schema version, and a database recorded at a
 //! newer version than this binary's is refused.
+//!
+//! With a cluster ([`Migrator::on_cluster`]) the same plan is made from the server the client
+//! talks to and applied `ON CLUSTER` (see `schema::ddl`): missing local tables, Distributed
+//! tables and views are created, columns added to both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +22,7 @@ use crate::schema::ddl::{self, Ddl, Ttl};
 use crate::schema::{self, TableDef};
 
 /// Bump when the definitions change; `schema_fingerprint_is_recorded` fails until you do.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const MIGRATIONS_TABLE: &str = "logbook_migrations";
 
@@ -66,6 +70,14 @@ impl Migrator {
             client,
             ddl: Ddl::new(&config.clickhouse.database),
             config: config.clone(),
+        }
+    }
+
+    /// Migrates every server of `cluster` (docs/scaling.md).
+    pub fn on_cluster(client: clickhouse::Client, config: &Config, cluster: &str) -> Migrator {
+        Migrator {
+            ddl: Ddl::on_cluster(&config.clickhouse.database, cluster),
+            ..Migrator::new(client, config)
         }
     }
 
@@ -147,15 +159,25 @@ impl Migrator {
         }
         for table in schema::tables() {
             let ttl = self.ttl(table);
-            let Some(engine_full) = current.tables.get(table.name) else {
+            let storage = self.ddl.storage_name(table.name);
+            let engine_full = current.tables.get(&storage);
+            if engine_full.is_none() {
                 step(
                     table.name,
-                    format!("create table {}", table.name),
+                    format!("create table {storage}"),
                     self.ddl.create_table(table, ttl),
                 );
+            }
+            if let Some(sql) = self.ddl.create_distributed(table)
+                && !current.tables.contains_key(table.name)
+            {
+                let description = format!("create distributed table {}", table.name);
+                step(table.name, description, sql);
+            }
+            let Some(engine_full) = engine_full else {
                 continue;
             };
-            let columns = current.columns.get(table.name).cloned().unwrap_or_default();
+            let columns = current.columns.get(&storage).cloned().unwrap_or_default();
             let mut previous = None;
             for column in table.all_columns() {
                 // A Nested column shows up as its `Name.field` sub-columns.
@@ -163,20 +185,22 @@ impl Migrator {
                 let present =
                     columns.contains(column.name) || columns.iter().any(|c| c.starts_with(&nested));
                 if !present {
-                    step(
-                        table.name,
-                        format!(
-                            "add column {}.{} {}",
+                    for sql in self.ddl.add_column(table, column.name, previous) {
+                        step(
                             table.name,
-                            column.name,
-                            column.type_name()
-                        ),
-                        self.ddl.add_column(table, column.name, previous),
-                    );
+                            format!(
+                                "add column {}.{} {}",
+                                table.name,
+                                column.name,
+                                column.type_name()
+                            ),
+                            sql,
+                        );
+                    }
                 }
                 previous = Some(column.name);
             }
-            let indexes = current.indexes.get(table.name).cloned().unwrap_or_default();
+            let indexes = current.indexes.get(&storage).cloned().unwrap_or_default();
             for index in ddl::indexes(table) {
                 if !indexes.contains(&index.name) {
                     step(
@@ -237,13 +261,18 @@ impl Migrator {
     }
 
     fn create_migrations_table(&self) -> String {
+        let on = match self.ddl.cluster() {
+            Some(cluster) => format!(" ON CLUSTER `{cluster}`"),
+            None => String::new(),
+        };
         format!(
-            "CREATE TABLE IF NOT EXISTS `{}`.`{MIGRATIONS_TABLE}` (\
+            "CREATE TABLE IF NOT EXISTS `{}`.`{MIGRATIONS_TABLE}`{on} (\
              version UInt32, step String, statement String, \
              applied_at DateTime64(3, 'UTC') DEFAULT now64(3), \
              applied_by LowCardinality(String), logbook_version LowCardinality(String)\
-             ) ENGINE = MergeTree ORDER BY (version, applied_at)",
-            self.ddl.database()
+             ) ENGINE = {} ORDER BY (version, applied_at)",
+            self.ddl.database(),
+            self.ddl.bookkeeping_engine()
         )
     }
 
@@ -382,7 +411,11 @@ mod tests {
         let fingerprint = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        let recorded: &[(u32, u64)] = &[(1, FINGERPRINT_V1), (2, FINGERPRINT_V2)];
+        let recorded: &[(u32, u64)] = &[
+            (1, FINGERPRINT_V1),
+            (2, FINGERPRINT_V2),
+            (3, FINGERPRINT_V3),
+        ];
         assert_eq!(
             recorded.last(),
             Some(&(SCHEMA_VERSION, fingerprint)),
@@ -391,8 +424,10 @@ mod tests {
     }
 
     const FINGERPRINT_V1: u64 = 5238660490372325930;
+    /// integration_states added.
+    const FINGERPRINT_V2: u64 = 16982639726602007365;
     /// One failure value (`error`) in every kind's errors view.
-    const FINGERPRINT_V2: u64 = 6193880443088781353;
+    const FINGERPRINT_V3: u64 = 8942786363440177828;
 
     #[test]
     fn a_view_condition_is_its_last_where() {

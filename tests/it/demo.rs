@@ -1,5 +1,6 @@
 //! `logbook demo` against a real logbook: every typed table fills, only the degraded
-//! integration fails 30% or more of its syncs, and no secret the demo sends is stored.
+//! integration fails 30% or more of its syncs, sync runs and API calls are traces whose spans
+//! their rows link to, and no secret the demo sends is stored (spans' attributes included).
 
 use std::process::Command;
 use std::time::Duration;
@@ -92,6 +93,54 @@ async fn demo_fills_every_table_with_one_degraded_integration_and_no_secrets() {
     )
     .await;
     assert_eq!(warned, 0);
+    // A sync run is a trace: a root span, a child per entity, an HTTP client span inside it.
+    let roots = "ParentSpanId = '' AND SpanName LIKE 'integration sync %'";
+    assert!(wait_for(&db, "otel_traces", roots, 1, Duration::from_secs(20)).await > 0);
+    assert!(
+        wait_for(
+            &db,
+            "otel_traces_trace_id_ts",
+            "1",
+            1,
+            Duration::from_secs(20)
+        )
+        .await
+            > 0
+    );
+    let nested: u64 = db
+        .client
+        .query(
+            "SELECT count() FROM otel_traces AS request INNER JOIN otel_traces AS entity \
+             ON request.ParentSpanId = entity.SpanId AND request.TraceId = entity.TraceId \
+             WHERE request.SpanKind = 'Client' AND entity.SpanName LIKE 'sync %' \
+             AND request.SpanAttributes['http.request.method'] = 'GET' \
+             AND request.SpanAttributes['server.address'] != ''",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(nested > 0, "no outbound request span inside an entity span");
+    assert_eq!(
+        count_where(
+            &db,
+            "integration_sync_runs",
+            "trace_id = '' OR span_id = ''"
+        )
+        .await,
+        0,
+        "every sync run row carries its span's ids"
+    );
+    let linked: u64 = db
+        .client
+        .query(
+            "SELECT count() FROM api_calls AS call INNER JOIN otel_traces AS span \
+             ON call.span_id = span.SpanId AND call.trace_id = span.TraceId \
+             WHERE span.SpanKind = 'Client' AND span.SpanName = call.method",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(linked > 0, "no API call links to its HTTP client span");
     for table in schema::tables().map(|t| t.name) {
         let leaked = count_where(
             &db,

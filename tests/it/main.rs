@@ -7,6 +7,7 @@ mod durability;
 mod engine;
 mod harness;
 mod ingest;
+mod integrations;
 mod logbook;
 mod schema;
 mod telemetry;

@@ -3,6 +3,7 @@ stack up, the demo's data flows into every table, it prints what it found, and i
 process it started."""
 
 import os
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -33,7 +34,8 @@ def test_main_job_runs_checks_and_cleans_up(tmp_path):
     run = subprocess.run([str(ROOT / "scripts" / "run"), "--for", "15s"], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "check passed: every table received rows" in run.stdout, run.stdout
+    assert "check passed: every table received rows, spans included" in run.stdout, run.stdout
+    assert re.search(r"spans per kind: .*Client \d+", run.stdout), run.stdout
     assert "api_calls" in run.stdout and "Xero" in run.stdout, run.stdout
     assert "stopped: 4 processes" in run.stdout, run.stdout
     # Nothing it started is left: every port is free again, no process runs from its state.

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::ingest::decode::{
     AnyValue, KeyValue, LogRecord, LogsRequest, Scope, Span, TracesRequest,
 };
+use crate::ingest::kind_metrics::Tally;
 use crate::schema::hex::HexId;
 use crate::schema::row_binary::{put_hex_id, put_str, put_varint};
 use crate::schema::{
@@ -49,6 +50,8 @@ pub struct Rows {
     pub findings: Vec<Finding>,
     /// For a dry run: the (record index, kind) of every typed row, in the order made.
     pub made: Option<Vec<(u64, usize)>>,
+    /// The typed rows' label values, for the kinds' counters once the rows are stored.
+    pub tally: Tally,
 }
 
 impl Default for Rows {
@@ -59,6 +62,7 @@ impl Default for Rows {
             typed: KINDS.iter().map(|_| TableRows::default()).collect(),
             findings: Vec::new(),
             made: None,
+            tally: Tally::default(),
         }
     }
 }
@@ -86,8 +90,11 @@ impl Rows {
     /// Appends a row made elsewhere than from a record (logbook's own monitoring events).
     pub fn push_typed(&mut self, row: &TypedRow) {
         let kind = kind_index(row.table()).expect("every kind is in KINDS");
-        row.write(&mut self.typed[kind].bytes);
-        self.typed[kind].rows += 1;
+        let table = &mut self.typed[kind];
+        let start = table.bytes.len();
+        row.write(&mut table.bytes);
+        table.rows += 1;
+        self.tally.add(kind, &table.bytes[start..]);
     }
 
     /// The rows of `table`, if it is one of the tables the router writes.
@@ -124,6 +131,7 @@ impl Rows {
             rows.rows = 0;
         }
         self.findings.clear();
+        self.tally.clear();
     }
 
     fn slots_mut(&mut self) -> impl Iterator<Item = (&'static TableDef, &mut TableRows)> {
@@ -334,9 +342,11 @@ fn route_typed(
     rows: &mut Rows,
 ) {
     let table = &mut rows.typed[kind];
+    let start = table.bytes.len();
     match TypedRow::encode(kind, view, &mut table.bytes) {
         Ok(()) => {
             table.rows += 1;
+            rows.tally.add(kind, &table.bytes[start..]);
             if let Some(made) = &mut rows.made {
                 made.push((at.record, kind));
             }

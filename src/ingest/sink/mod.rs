@@ -34,6 +34,13 @@ const CHUNK_BYTES: usize = 1 << 18;
 #[error("stopped before the batch was stored")]
 pub struct Stopped;
 
+/// Where a table's rows went.
+enum Stored {
+    Inserted,
+    /// Refused for good by ClickHouse and written to the dead-letter directory.
+    SetAside,
+}
+
 pub struct Sink {
     client: clickhouse::Client,
     backoff: Backoff,
@@ -61,14 +68,14 @@ impl Sink {
 
     /// Stores every table's `rows`, each table on its own task (compressing a table's rows is
     /// CPU work, so tables spread over the runtime's threads), and hands the emptied buffers
-    /// back to `rows`. Returns once each table's rows are in ClickHouse or set aside, or
-    /// `Stopped` if `stop` fires while ClickHouse keeps failing.
+    /// back to `rows`. Returns once each table's rows are in ClickHouse or set aside, with
+    /// the tables set aside, or `Stopped` if `stop` fires while ClickHouse keeps failing.
     pub async fn write(
         self: &Arc<Self>,
         rows: &mut Rows,
         token: &str,
         stop: &CancellationToken,
-    ) -> Result<(), Stopped> {
+    ) -> Result<Vec<&'static TableDef>, Stopped> {
         let jobs: Vec<_> = rows
             .take_tables()
             .into_iter()
@@ -84,7 +91,7 @@ impl Sink {
             })
             .collect();
         // Every task is awaited, so none outlives the batch's outcome.
-        let mut outcome = Ok(());
+        let mut outcome = Ok(Vec::new());
         for job in jobs {
             match job.await {
                 Ok((table, stored, body)) => {
@@ -92,8 +99,10 @@ impl Sink {
                         buffer.clear();
                         rows.give_back(table, buffer.into());
                     }
-                    if stored.is_err() {
-                        outcome = Err(Stopped);
+                    match (stored, &mut outcome) {
+                        (Ok(Stored::SetAside), Ok(set_aside)) => set_aside.push(table),
+                        (Ok(Stored::Inserted), _) | (_, Err(Stopped)) => {}
+                        (Err(Stopped), _) => outcome = Err(Stopped),
                     }
                 }
                 Err(error) => {
@@ -112,7 +121,7 @@ impl Sink {
         count: usize,
         token: &str,
         stop: &CancellationToken,
-    ) -> Result<(), Stopped> {
+    ) -> Result<Stored, Stopped> {
         let name = table.name;
         for attempt in 1u32.. {
             let started = Instant::now();
@@ -128,7 +137,7 @@ impl Sink {
                         .insert_duration_seconds
                         .with_label_values(&[name])
                         .observe(started.elapsed().as_secs_f64());
-                    return Ok(());
+                    return Ok(Stored::Inserted);
                 }
                 Ok(Err(error)) => error,
                 Err(_) => clickhouse::error::Error::TimedOut,
@@ -140,7 +149,7 @@ impl Sink {
                 .inc();
             if classify(&error) == Failure::Permanent {
                 self.set_aside(table, token, body, count, &error);
-                return Ok(());
+                return Ok(Stored::SetAside);
             }
             let delay = self.backoff.delay(attempt);
             // One line per failing batch, then one per ten attempts: outages are long.

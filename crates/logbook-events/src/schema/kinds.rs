@@ -10,9 +10,29 @@
 //! `exception.message`, …) and the `logbook.*` namespace otherwise (docs/schema.md lists them).
 
 use super::{
-    ColumnDef, ERROR, ErrorMapping, FieldValue, INFO, INSERTED_TABLE_SETTINGS, LogKind, Presence,
-    RecordView, Rejection, Role, RowId, Source, TableDef, Ts, WARN, attr, days, encode,
+    ColumnDef, ERROR, ErrorMapping, FieldValue, INFO, INSERTED_TABLE_SETTINGS, LabelValue, LogKind,
+    MetricLabel, Presence, RecordView, Rejection, Role, RowId, Source, TableDef, Ts, WARN, attr,
+    days, encode,
 };
+
+/// A label of a kind's counter: a column (`bot`) or a value derived from one
+/// (`status_class(status_code)`).
+macro_rules! metric_label {
+    ($column:ident) => {
+        MetricLabel {
+            name: stringify!($column),
+            column: stringify!($column),
+            value: LabelValue::Column,
+        }
+    };
+    (status_class, $column:ident) => {
+        MetricLabel {
+            name: "status_class",
+            column: stringify!($column),
+            value: LabelValue::StatusClass,
+        }
+    };
+}
 
 macro_rules! log_kind {
     (
@@ -25,7 +45,8 @@ macro_rules! log_kind {
             order_by: $order_by:literal,
             errors: $errors:expr,
             summary: $summary:expr,
-            severity: $severity:expr $(,)?
+            severity: $severity:expr,
+            labels: [$($label:ident $(($label_column:ident))?),* $(,)?] $(,)?
         }
         columns {
             $(
@@ -78,6 +99,7 @@ macro_rules! log_kind {
                 default_ttl: $ttl,
                 settings: INSERTED_TABLE_SETTINGS,
                 errors: $errors,
+                metric_labels: &[$(metric_label!($label $(, $label_column)?)),*],
             };
 
             fn summary(&self) -> String {
@@ -249,7 +271,8 @@ macro_rules! for_each_kind {
             AuditActivity,
             AccessLog,
             WebhookFailure,
-            ServerLog
+            ServerLog,
+            IntegrationState
         }
     };
 }
@@ -296,6 +319,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "outcome = 'error'", source: "bot", code: "toString(status_code)", message: "if(error_message = '', response_body, error_message)", severity: "'error'" }),
         summary: |r| format!("{} {} → {} ({})", r.method, r.url, answer(r.status_code), r.bot),
         severity: |r| failure(r.outcome == "error"),
+        labels: [bot, method, status_class(status_code), outcome],
     }
     columns {
         /// Bot (or other caller) that made the call.
@@ -336,6 +360,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "status = 'error'", source: "integration", code: "entity", message: "error_message", severity: "'error'" }),
         summary: |r| format!("{} {} sync {}: {} found, {} created, {} updated, {} failed{}", r.integration, r.entity, r.status, r.found, r.created, r.updated, r.failed, because(&r.error_message)),
         severity: |r| if r.status == "error" { ERROR } else if r.failed > 0 { WARN } else { INFO },
+        labels: [integration, status],
     }
     columns {
         /// Integration synced (Azure AD, NinjaOne, Xero, …).
@@ -380,6 +405,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "1", source: "integration", code: "failure_type", message: "message", severity: "'error'" }),
         summary: |r| format!("{} {} {} failed: {}", r.integration, r.entity_type, r.entity_id, r.message),
         severity: |_| ERROR,
+        labels: [integration, entity_type],
     }
     columns {
         /// Integration module the error is for.
@@ -406,6 +432,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "status = 'error'", source: "integration", code: "toString(status_code)", message: "if(error_message = '', response, error_message)", severity: "'error'" }),
         summary: |r| format!("{} {} {} {} → {} ({}){}", r.direction, r.integration, r.method, r.url, answer(r.status_code), r.status, because(&r.error_message)),
         severity: |r| failure(r.status == "error"),
+        labels: [direction, integration, status],
     }
     columns {
         /// inbound (webhook into the product) or outbound (post to the integration's API).
@@ -442,6 +469,7 @@ log_kind! {
         errors: None,
         summary: |r| format!("task scheduler {} run: {} tasks queued", if r.forced { "forced" } else { "scheduled" }, r.tasks_queued),
         severity: |_| INFO,
+        labels: [forced],
     }
     columns {
         /// Forced by "Run Task Scheduler Now" rather than scheduled.
@@ -466,6 +494,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "status = 'error'", source: "mailbox", code: "concat(direction, ' attempt ', toString(attempt))", message: "error_message", severity: "if(attempt >= 3, 'error', 'warning')" }),
         summary: |r| format!("{} mail {} attempt {}: {} \"{}\"{}", r.direction, r.mailbox, r.attempt, r.status, r.subject, because(&r.error_message)),
         severity: |r| match (r.status.as_str(), r.attempt) { ("error", 3..) => ERROR, ("error", _) => WARN, _ => INFO },
+        labels: [direction, status],
     }
     columns {
         /// inbound (received) or outbound (sent).
@@ -504,6 +533,7 @@ log_kind! {
         errors: None,
         summary: |r| format!("{}: {} ({} created)", r.event_type, r.description, r.creation_count),
         severity: |_| INFO,
+        labels: [event_type],
     }
     columns {
         /// Kind of event (document uploaded, invoice updated, …).
@@ -532,6 +562,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "status = 'error'", source: "action", code: "workflow_id", message: "error_message", severity: "'error'" }),
         summary: |r| format!("{} {}{}", r.action, r.status, because(&r.error_message)),
         severity: |r| failure(r.status == "error"),
+        labels: [status],
     }
     columns {
         /// Action automated (name of the custom action, SLA release, …).
@@ -566,6 +597,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "status = 'error'", source: "entity_type", code: "source_id", message: "error_message", severity: "'error'" }),
         summary: |r| format!("{} {}: {}{}", r.entity_type, r.status, r.description, because(&r.error_message)),
         severity: |r| failure(r.status == "error"),
+        labels: [status],
     }
     columns {
         /// What was created: ticket, automated_ticket, report, appointment, ….
@@ -594,6 +626,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "failed > 0", source: "mailbox", code: "campaign_id", message: "concat(toString(failed), ' of ', toString(recipients_total), ' recipients failed')", severity: "if(sent = 0, 'error', 'warning')" }),
         summary: |r| format!("campaign {}: {} of {} sent, {} failed", r.campaign_id, r.sent, r.recipients_total, r.failed),
         severity: |r| match (r.failed, r.sent) { (0, _) => INFO, (_, 0) => ERROR, _ => WARN },
+        labels: [],
     }
     columns {
         /// Mail campaign the bulk mail was created by.
@@ -622,6 +655,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "severity_number >= 17", source: "log_type", code: "severity", message: "message", severity: "severity" }),
         summary: |r| r.message.clone(),
         severity: |r| r.severity_number,
+        labels: [severity, log_type],
     }
     columns {
         /// Severity: trace, debug, info, warning, error or critical (from the record's severity).
@@ -648,6 +682,7 @@ log_kind! {
         errors: None,
         summary: |r| format!("{} {} {}: {}", r.actor_name, r.event_type, r.category, r.summary),
         severity: |_| INFO,
+        labels: [category],
     }
     columns {
         /// Name of the user who acted.
@@ -678,6 +713,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "category = 'login_failed'", source: "portal", code: "category", message: "concat('failed login for ', user_name, ' from ', ip)", severity: "'warning'" }),
         summary: |r| format!("{} {} ({} portal) from {}", r.category, r.user_name, r.portal, r.ip),
         severity: |r| if r.category == "login_failed" { WARN } else { INFO },
+        labels: [category],
     }
     columns {
         /// User name.
@@ -710,6 +746,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "1", source: "webhook_name", code: "toString(status_code)", message: "error_message", severity: "'error'" }),
         summary: |r| format!("webhook {} {} → {} attempt {}: {}", r.webhook_name, r.url, answer(r.status_code), r.attempt, r.error_message),
         severity: |_| ERROR,
+        labels: [webhook_name],
     }
     columns {
         /// Webhook name.
@@ -740,6 +777,7 @@ log_kind! {
         errors: Some(ErrorMapping { when: "severity_number >= 17", source: "category", code: "logger", message: "message", severity: "level" }),
         summary: |r| r.message.clone(),
         severity: |r| r.severity_number,
+        labels: [category, level],
     }
     columns {
         /// Log category (the file it would have gone to): application, email, database, access, scheduler, crm, ….
@@ -754,6 +792,35 @@ log_kind! {
         message: String = "String CODEC(ZSTD(1))", Source::Body, Required, Search;
         /// Every other attribute of the record, as text.
         fields: Vec<(String, String)> = "Map(LowCardinality(String), String) CODEC(ZSTD(1))", Source::OtherAttributes, Optional, Plain;
+    }
+}
+
+log_kind! {
+    /// An integration enabled, disabled or reconfigured, with its sync schedule. Services emit
+    /// it on every such change (and may repeat it at start-up): silence cannot tell a disabled
+    /// integration from a broken one, and the schedule says when the next run is due.
+    IntegrationState {
+        table: "integration_states",
+        event: "logbook.integration.state",
+        reference: "integration-health.txt: Configuration Status (Active / Error / Disabled), collection schedule",
+        ttl: days(365),
+        order_by: "(integration, time)",
+        errors: None,
+        summary: |r| format!("{} {} (sync every {} s) by {}", r.integration, r.change, r.sync_interval_s, r.actor),
+        severity: |_| INFO,
+        labels: [integration, change],
+    }
+    columns {
+        /// Integration whose configuration changed.
+        integration: String = "LowCardinality(String)", attr("logbook.integration.name"), Required, Filter;
+        /// What happened: enabled, disabled or reconfigured.
+        change: String = "LowCardinality(String)", attr("logbook.integration.change"), Required, Filter, one_of ["enabled", "disabled", "reconfigured"];
+        /// Whether the integration is enabled after the change.
+        enabled: bool = "Bool", attr("logbook.integration.enabled"), Required, Filter;
+        /// Seconds between scheduled sync runs (3600: devices and users hourly; 86400: software daily); the shortest of its entities' when they differ; 0 when it syncs only on demand or by webhook.
+        sync_interval_s: u32 = "UInt32", attr("logbook.integration.sync_interval_s"), Optional, Plain;
+        /// Who made the change.
+        actor: String = "String CODEC(ZSTD(1))", attr("user.name"), Optional, Filter;
     }
 }
 

@@ -8,11 +8,13 @@
 
 pub mod hex;
 mod kinds;
+pub mod labels;
 pub mod row_binary;
 mod severity;
 pub mod value;
 
 pub use kinds::*;
+pub use labels::{LabelValue, MetricLabel};
 pub use severity::{ERROR, INFO, WARN, severity_name, severity_number, severity_text};
 pub use value::{COERCIONS, FieldValue, Raw, RecordView, RowId, Source, Ts, attr};
 
@@ -107,6 +109,8 @@ pub struct TableDef {
     pub default_ttl: Option<Duration>,
     pub settings: &'static [(&'static str, &'static str)],
     pub errors: Option<ErrorMapping>,
+    /// For log kinds: the columns that label the kind's `logbook_<table>_total` counter.
+    pub metric_labels: &'static [MetricLabel],
 }
 
 impl TableDef {

@@ -201,6 +201,13 @@ impl Telemetry {
         spans.and_then(events)
     }
 
+    /// A tracer of this service, for spans built with the OpenTelemetry API directly (with
+    /// explicit start and end times, as a simulator or a replay needs them). A typed row
+    /// given a span's trace and span id before [`Telemetry::emit`] links to that span.
+    pub fn tracer(&self) -> opentelemetry_sdk::trace::SdkTracer {
+        self.traces.tracer(SCOPE)
+    }
+
     /// Emits one typed event of a log kind, with exactly the attributes its router mapping
     /// reads. Without a trace id of its own, the row is linked to the current tracing span.
     pub fn emit<T: LogKind>(&self, row: &T) {
