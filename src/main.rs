@@ -54,6 +54,35 @@ enum Command {
     SchemaDocs,
     /// Simulate backend services: a seeded mix of every log kind, sent over OTLP.
     Demo(DemoArgs),
+    /// Manage the HTTP API's tokens (stored hashed in ClickHouse).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (shown this once only).
+    Create {
+        /// Who or what the token is for (recorded in access_logs).
+        #[arg(long)]
+        name: String,
+        /// owner, supervisor, bot_builder or viewer.
+        #[arg(long)]
+        role: String,
+        /// Confine the token to one tenant's rows.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Extra permission (repeatable): view_audit_logs.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id; every replica refuses it within api.token_refresh.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: uuid::Uuid,
+    },
 }
 
 #[derive(clap::Args)]
@@ -134,8 +163,9 @@ fn main() -> ExitCode {
                 if first {
                     migrate(&config, false, false, None).await?;
                 }
-                logbook::serve::run(config).await
+                logbook::serve::run(config, Some(logging.level.clone())).await
             }
+            Command::Token(command) => token(&config, command).await,
             Command::Migrate {
                 dry_run,
                 materialize_ttl,
@@ -166,6 +196,16 @@ async fn migrate(
     materialize_ttl: bool,
     cluster: Option<&str>,
 ) -> anyhow::Result<()> {
+    // Retention changed through the API (the `retention.ttl` setting) wins over the file's;
+    // before the first migration there are no settings to read.
+    let settings = logbook::settings::SettingsStore::new(
+        store::client(&config.clickhouse),
+        config.clickhouse.request_timeout,
+    );
+    let config = &match settings.refresh().await {
+        Ok(()) => logbook::api::retention_with_settings(config, &settings),
+        Err(_) => config.clone(),
+    };
     let client = store::server_client(&config.clickhouse);
     let migrator = match cluster {
         Some(name) if !logbook::config::is_identifier(name) => {
@@ -189,6 +229,61 @@ async fn migrate(
             println!("-- {}\n{};\n", step.description, step.sql);
         } else {
             println!("applied: {}", step.description);
+        }
+    }
+    Ok(())
+}
+
+async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
+    use logbook::api::tokens::{Role, TokenStore};
+    let store = TokenStore::new(
+        store::client(&config.clickhouse),
+        config.clickhouse.request_timeout,
+        config.api.token_refresh,
+    );
+    let url = &config.clickhouse.url;
+    let failed = |e| anyhow::anyhow!("token store at {url}: {e}");
+    match command {
+        TokenCommand::Create {
+            name,
+            role,
+            tenant,
+            permissions,
+        } => {
+            let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let (token, secret) = store
+                .create(&name, role, tenant.as_deref(), &permissions)
+                .await
+                .map_err(failed)?;
+            eprintln!(
+                "created token {} ({}, role {}); the secret below is shown only once",
+                token.id,
+                token.name,
+                role.name()
+            );
+            println!("{secret}");
+        }
+        TokenCommand::List => {
+            println!("id\tname\trole\ttenant\tpermissions\tcreated\trevoked");
+            for info in store.list().await.map_err(failed)? {
+                let t = &info.token;
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.name,
+                    t.role.name(),
+                    t.tenant.as_deref().unwrap_or("*"),
+                    t.permissions.join(","),
+                    info.created_at,
+                    info.revoked_at.map(|r| r.to_string()).unwrap_or_default()
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if !store.revoke(id).await.map_err(failed)? {
+                anyhow::bail!("no valid token {id}");
+            }
+            println!("revoked {id}");
         }
     }
     Ok(())

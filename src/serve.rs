@@ -14,6 +14,7 @@ use crate::ingest::queue::{FsyncPolicy, Queue, QueueOptions};
 use crate::ingest::receive::Intake;
 use crate::ingest::redact::Redactor;
 use crate::ingest::sink::{Backoff, DeadLetter, Sink};
+use crate::logging::LevelHandle;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::notify::clock::SystemClock;
@@ -24,7 +25,7 @@ use crate::store::{self, migrate::Migrator, probe::ClickhouseStatus};
 
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
 /// finish their in-flight requests, the pipeline flushes its last batch, then jobs stop.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -163,8 +164,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.ingest.max_concurrent_requests,
         stop_receivers.clone(),
     );
-    let api_server = axum::serve(api_listener, api::app(state.clone()))
-        .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
+    let (access_log, access_log_writer) =
+        api::AccessLogger::start(client.clone(), config.clickhouse.request_timeout);
+    let mut authenticated = api::Api::new(
+        client.clone(),
+        config.api.clone(),
+        access_log,
+        config.clickhouse.request_timeout,
+    );
+    authenticated.log_file = config.log.file.clone();
+    authenticated.level = level;
+    authenticated.settings = Some(settings.clone());
+    authenticated.app_config = Some(config.clone());
+    let authenticated = Arc::new(authenticated);
+    let log_level_follower = tokio::spawn(api::follow_log_level(
+        authenticated.clone(),
+        std::time::Duration::from_millis(500),
+        stop_jobs.clone(),
+    ));
+    let api_server = axum::serve(
+        api_listener,
+        api::app(state.clone(), authenticated)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_receivers.clone().cancelled_owned());
 
     let shutdown = {
         let state = state.clone();
@@ -214,6 +237,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
     }
     stop_jobs.cancel();
+    let _ = tokio::time::timeout(deadline, log_level_follower).await;
+    // The API server is gone with its loggers: the writer stores what it holds and ends.
+    if tokio::time::timeout(deadline, access_log_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!(?deadline, "access log writer did not stop in time");
+    }
     for job in jobs {
         if tokio::time::timeout(deadline, job).await.is_err() {
             tracing::warn!(?deadline, "a background job did not stop in time");

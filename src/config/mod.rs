@@ -57,6 +57,8 @@ pub struct Config {
     pub queue: QueueConfig,
     pub batch: BatchConfig,
     pub sink: SinkConfig,
+    /// The authenticated HTTP API under `/api/`.
+    pub api: crate::api::ApiConfig,
     pub redaction: crate::ingest::redact::RedactionConfig,
     /// logbook's own traces and logs, exported over OTLP (off by default).
     pub telemetry: crate::telemetry::TelemetryConfig,

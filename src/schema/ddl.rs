@@ -140,6 +140,11 @@ impl Ddl {
                 i.name, i.expr, i.kind, i.granularity
             )
         }));
+        lines.extend(
+            projections(table)
+                .iter()
+                .map(|(name, select)| format!("    PROJECTION {name} ({select})")),
+        );
         let mut sql = format!(
             "CREATE TABLE IF NOT EXISTS {}{} (\n{}\n) ENGINE = {}\nPARTITION BY {}\n",
             self.storage(table.name),
@@ -209,6 +214,22 @@ impl Ddl {
             index.expr,
             index.kind,
             index.granularity
+        )
+    }
+
+    /// Existing parts get the projection on their next merge, or by [`Ddl::materialize_projection`].
+    pub fn add_projection(&self, table: &TableDef, name: &str, select: &str) -> String {
+        format!(
+            "ALTER TABLE {} ADD PROJECTION IF NOT EXISTS {name} ({select})",
+            self.qualified(table.name)
+        )
+    }
+
+    /// A background mutation that builds the projection for the parts written before it.
+    pub fn materialize_projection(&self, table: &TableDef, name: &str) -> String {
+        format!(
+            "ALTER TABLE {} MATERIALIZE PROJECTION {name}",
+            self.qualified(table.name)
         )
     }
 
@@ -306,12 +327,29 @@ fn sharding_key(table: &TableDef) -> &'static str {
         // insert deduplication sees them all) and state.
         "settings" | "notify_claims" => "cityHash64(key)",
         "notify_state" | "notifications" => "cityHash64(rule, entity)",
+        "api_tokens" => "cityHash64(id)",
         other => unreachable!("no sharding key for table {other}"),
     }
 }
 
-/// The table's skip indexes: its own, plus for log kinds a bloom filter on `trace_id` and a
-/// token bloom filter on every searchable column.
+/// Projections, as (name, SELECT): log kinds keep a second copy of their rows ordered by
+/// `(tenant, time)`, because the API scopes every query to a tenant while the sort key leads
+/// with the kind's own filter columns. Measured on 10 M rows (docs/api.md): a tenant's newest
+/// page reads ~0.5% of the table instead of ~27%, for about twice the disk.
+pub fn projections(table: &TableDef) -> Vec<(&'static str, &'static str)> {
+    if table.common_columns {
+        vec![(TENANT_PROJECTION, "SELECT * ORDER BY tenant, time")]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The projection of every log kind ordered by `(tenant, time)`.
+pub const TENANT_PROJECTION: &str = "by_tenant";
+
+/// The table's skip indexes: its own, plus for log kinds bloom filters on `trace_id` and `id`
+/// (related rows and the API's detail lookups) and a token bloom filter on every searchable
+/// column.
 pub fn indexes(table: &TableDef) -> Vec<Index> {
     let mut out: Vec<Index> = table
         .indexes
@@ -327,6 +365,12 @@ pub fn indexes(table: &TableDef) -> Vec<Index> {
         out.push(Index {
             name: "idx_trace_id".into(),
             expr: "trace_id".into(),
+            kind: "bloom_filter(0.001)".into(),
+            granularity: 1,
+        });
+        out.push(Index {
+            name: "idx_id".into(),
+            expr: "id".into(),
             kind: "bloom_filter(0.001)".into(),
             granularity: 1,
         });
@@ -374,16 +418,23 @@ fn interval(d: Duration) -> String {
 }
 
 /// A low-severity TTL deletes rows, not whole parts, so it needs row-level TTL merges.
+/// Tables with projections let a lightweight delete (the API's purge) drop the projection of
+/// the parts it touches, to be rebuilt by their next merge; `rebuild` left deleted rows
+/// visible through the projection on the engine (measured, chdb 26.9).
 fn settings(table: &TableDef, ttl: Ttl) -> Vec<(&'static str, &'static str)> {
     let row_level = table.name == OTEL_LOGS.name && ttl.keep_low_severity.is_some();
-    table
+    let mut out: Vec<_> = table
         .settings
         .iter()
         .map(|&(k, v)| match k {
             "ttl_only_drop_parts" if row_level => (k, "0"),
             _ => (k, v),
         })
-        .collect()
+        .collect();
+    if !projections(table).is_empty() {
+        out.push(("lightweight_mutation_projection_mode", "'drop'"));
+    }
+    out
 }
 
 #[cfg(test)]

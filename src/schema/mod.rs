@@ -2,6 +2,7 @@
 //! with the services that emit them), the OpenTelemetry tables (`otel.rs`), and what derives
 //! from both: the DDL (`ddl.rs`) and the data dictionary (`dictionary.rs`, docs/schema.md).
 
+pub mod auth;
 pub mod ddl;
 pub mod dictionary;
 pub mod insert;
@@ -22,6 +23,7 @@ pub fn tables() -> impl Iterator<Item = &'static TableDef> {
             &notify::NOTIFICATIONS,
             &notify::NOTIFY_STATE,
             &notify::NOTIFY_CLAIMS,
+            &auth::API_TOKENS,
         ])
 }
 

@@ -58,6 +58,7 @@ struct Current {
     tables: BTreeMap<String, String>,
     columns: BTreeMap<String, BTreeSet<String>>,
     indexes: BTreeMap<String, BTreeSet<String>>,
+    projections: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Migrator {
@@ -106,6 +107,7 @@ impl Migrator {
         for (source, target) in [
             ("system.columns", &mut current.columns),
             ("system.data_skipping_indices", &mut current.indexes),
+            ("system.projections", &mut current.projections),
         ] {
             let sql = format!("SELECT table, name FROM {source} WHERE database = {{db:String}}");
             let rows = bounded(
@@ -198,6 +200,25 @@ impl Migrator {
                         table.name,
                         format!("add index {}.{}", table.name, index.name),
                         self.ddl.add_index(table, &index),
+                    );
+                }
+            }
+            let projections = current
+                .projections
+                .get(table.name)
+                .cloned()
+                .unwrap_or_default();
+            for (name, select) in ddl::projections(table) {
+                if !projections.contains(name) {
+                    step(
+                        table.name,
+                        format!("add projection {}.{name}", table.name),
+                        self.ddl.add_projection(table, name, select),
+                    );
+                    step(
+                        table.name,
+                        format!("build projection {}.{name} for existing rows", table.name),
+                        self.ddl.materialize_projection(table, name),
                     );
                 }
             }
@@ -393,7 +414,7 @@ mod tests {
     }
 
     const FINGERPRINT_V1: u64 = 5238660490372325930;
-    /// integration_states added.
+    /// V2: integration_states added.
     const FINGERPRINT_V2: u64 = 16982639726602007365;
     /// V3: the `settings` table and the notifier's tables.
     const FINGERPRINT_V3: u64 = 12295467655914754803;

@@ -268,6 +268,35 @@ impl Logbook {
         }
     }
 
+    /// Runs `logbook <args…> --config <this instance's config>` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_logbook"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    /// Creates an API token with `logbook token create` and returns its secret.
+    pub fn token(&self, role: &str, tenant: Option<&str>, permissions: &[&str]) -> String {
+        let name = format!("{role}-{}", tenant.unwrap_or("all"));
+        let mut args = vec!["token", "create", "--name", &name, "--role", role];
+        if let Some(tenant) = tenant {
+            args.extend(["--tenant", tenant]);
+        }
+        for permission in permissions {
+            args.extend(["--permission", permission]);
+        }
+        let output = self.cli(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
     pub fn stderr(&self) -> String {
         let mut text = String::new();
         if let Ok(mut file) = std::fs::File::open(self.dir.path().join("stderr.log")) {

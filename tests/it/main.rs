@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so that all tests share one ClickHouse
 //! test server (see `harness`). Add modules here.
 
+mod api;
 mod demo;
 mod durability;
 mod engine;

@@ -642,8 +642,8 @@ log_kind! {
         user_email: String = "String CODEC(ZSTD(1))", attr("user.email"), Optional, Filter;
         /// Client IP address.
         ip: String = "String CODEC(ZSTD(1))", attr("client.address"), Optional, Filter;
-        /// login, logout, impersonation or login_failed.
-        category: String = "LowCardinality(String)", attr("logbook.access.category"), Required, Filter, one_of ["login", "logout", "impersonation", "login_failed"];
+        /// login, logout, impersonation, login_failed, or api_request (a call to logbook's own API).
+        category: String = "LowCardinality(String)", attr("logbook.access.category"), Required, Filter, one_of ["login", "logout", "impersonation", "login_failed", "api_request"];
         /// agent, customer or admin portal.
         portal: String = "LowCardinality(String)", attr("logbook.access.portal"), Optional, Filter;
         /// Brand the user acted in.
@@ -652,6 +652,8 @@ log_kind! {
         login_source: String = "LowCardinality(String)", attr("logbook.access.login_source"), Optional, Filter;
         /// Access path (URL path).
         path: String = "String CODEC(ZSTD(1))", attr("url.path"), Optional, Search;
+        /// HTTP status answered (API requests); 0 when not recorded.
+        status_code: u16 = "UInt16", attr("http.response.status_code"), Optional, Filter;
     }
 }
 

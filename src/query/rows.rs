@@ -1,0 +1,273 @@
+//! Running list and detail queries: rows come back as JSON objects (`JSONEachRow`), so one
+//! implementation serves every kind whatever its columns.
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use super::filter::{Cursor, ListRequest, Value, Where};
+use super::{QueryError, QueryLimits, classify};
+use crate::schema::{KINDS, OTEL_TRACES, Role, TableDef};
+
+/// One page of a list, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    /// The rows, newest first; searchable text columns cut to a preview.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Map<String, Json>>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A row of another kind related to the one asked for.
+#[derive(Debug, Serialize, serde::Deserialize, clickhouse::Row, utoipa::ToSchema)]
+pub struct Related {
+    /// Its kind (table).
+    pub kind: String,
+    pub id: String,
+    pub time: String,
+    /// Why it is related: `trace` (same trace) or `related_log_id`.
+    pub relation: String,
+}
+
+/// A span of the row's trace, from `otel_traces`.
+#[derive(Debug, Serialize, serde::Deserialize, clickhouse::Row, utoipa::ToSchema)]
+pub struct Span {
+    pub timestamp: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    pub kind: String,
+    pub service: String,
+    pub duration_ns: u64,
+    pub status_code: String,
+    pub status_message: String,
+}
+
+/// One row in full, with its related rows and its trace's spans.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Detail {
+    #[schema(value_type = Object)]
+    pub row: Map<String, Json>,
+    pub related: Vec<Related>,
+    pub spans: Vec<Span>,
+}
+
+/// Most related rows and spans a detail lists.
+const MAX_RELATED: u32 = 200;
+
+async fn fetch_json(
+    limits: &QueryLimits,
+    query: clickhouse::query::Query,
+) -> Result<Vec<Map<String, Json>>, QueryError> {
+    let run = async {
+        let mut cursor = limits.apply(query).fetch_bytes("JSONEachRow")?;
+        cursor.collect().await
+    };
+    let bytes = tokio::time::timeout(limits.client_timeout(), run)
+        .await
+        .map_err(|_| QueryError::Timeout(limits.client_timeout()))?
+        .map_err(classify)?;
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).map_err(|e| QueryError::Decode(e.to_string())))
+        .collect()
+}
+
+async fn fetch_rows<T>(
+    limits: &QueryLimits,
+    query: clickhouse::query::Query,
+) -> Result<Vec<T>, QueryError>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    tokio::time::timeout(
+        limits.client_timeout(),
+        limits.apply(query).fetch_all::<T>(),
+    )
+    .await
+    .map_err(|_| QueryError::Timeout(limits.client_timeout()))?
+    .map_err(classify)
+}
+
+/// The select list of a page: every column, searchable text cut to `preview_chars`.
+fn list_columns(table: &TableDef, filters: &mut Where, preview_chars: u32) -> String {
+    let n = filters.bind("UInt32", Value::UInt(u64::from(preview_chars)));
+    table
+        .all_columns()
+        .map(|c| {
+            if c.role == Role::Search && c.type_name() == "String" {
+                format!("leftUTF8(`{0}`, {n}) AS `{0}`", c.name)
+            } else {
+                format!("`{}`", c.name)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A page of `table`'s rows matching `request`, newest first.
+pub async fn list(
+    client: &clickhouse::Client,
+    limits: &QueryLimits,
+    table: &TableDef,
+    request: &ListRequest,
+) -> Result<Page, QueryError> {
+    let mut filters = request.filters.clone();
+    let columns = list_columns(table, &mut filters, limits.preview_chars);
+    let limit = filters.bind("UInt32", Value::UInt(u64::from(request.limit) + 1));
+    let sql = format!(
+        "SELECT {columns}, toUnixTimestamp64Nano(time) AS _time_ns FROM `{}` WHERE {} \
+         ORDER BY time DESC, id DESC LIMIT {limit}",
+        table.name,
+        filters.sql()
+    );
+    let mut rows = fetch_json(limits, filters.apply(client.query(&sql))).await?;
+    let more = rows.len() > request.limit as usize;
+    rows.truncate(request.limit as usize);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some(last)) => Some(cursor_of(last)?.encode()),
+        _ => None,
+    };
+    for row in &mut rows {
+        row.remove("_time_ns");
+    }
+    Ok(Page { rows, next_cursor })
+}
+
+fn cursor_of(row: &Map<String, Json>) -> Result<Cursor, QueryError> {
+    let time_ns = row
+        .get("_time_ns")
+        .and_then(|t| t.as_i64().or_else(|| t.as_str()?.parse().ok()));
+    let id = row
+        .get("id")
+        .and_then(Json::as_str)
+        .and_then(|s| uuid::Uuid::parse_str(s).ok());
+    match (time_ns, id) {
+        (Some(time_ns), Some(id)) => Ok(Cursor { time_ns, id }),
+        _ => Err(QueryError::Decode("a row without time or id".into())),
+    }
+}
+
+/// The row of `table` with `id` (within `tenant` when given), with related rows and spans;
+/// `None` when there is no such row.
+pub async fn detail(
+    client: &clickhouse::Client,
+    limits: &QueryLimits,
+    table: &TableDef,
+    id: uuid::Uuid,
+    tenant: Option<&str>,
+) -> Result<Option<Detail>, QueryError> {
+    let mut filters = Where::default();
+    let p = filters.bind("UUID", Value::Str(id.to_string()));
+    filters.conditions.push(format!("id = {p}"));
+    scope(&mut filters, tenant);
+    let sql = format!(
+        "SELECT * FROM `{}` WHERE {} LIMIT 1",
+        table.name,
+        filters.sql()
+    );
+    let Some(row) = fetch_json(limits, filters.apply(client.query(&sql)))
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let trace_id = row
+        .get("trace_id")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let related_id = row
+        .get("related_log_id")
+        .and_then(Json::as_str)
+        .and_then(|s| uuid::Uuid::parse_str(s).ok());
+    let mut related = Vec::new();
+    if !trace_id.is_empty() {
+        let mut filters = Where::default();
+        let p = filters.bind("String", Value::Str(trace_id.clone()));
+        filters.conditions.push(format!("trace_id = {p}"));
+        scope(&mut filters, tenant);
+        related.extend(
+            related_rows(client, limits, filters, "trace")
+                .await?
+                .into_iter()
+                .filter(|r| r.id != id.to_string()),
+        );
+        related.truncate(MAX_RELATED as usize);
+    }
+    if let Some(other) = related_id {
+        let mut filters = Where::default();
+        let p = filters.bind("UUID", Value::Str(other.to_string()));
+        filters.conditions.push(format!("id = {p}"));
+        scope(&mut filters, tenant);
+        related.extend(related_rows(client, limits, filters, "related_log_id").await?);
+    }
+    let spans = if trace_id.is_empty() {
+        Vec::new()
+    } else {
+        spans(client, limits, &trace_id).await?
+    };
+    Ok(Some(Detail {
+        row,
+        related,
+        spans,
+    }))
+}
+
+fn scope(filters: &mut Where, tenant: Option<&str>) {
+    if let Some(tenant) = tenant {
+        let p = filters.bind("String", Value::Str(tenant.to_owned()));
+        filters.conditions.push(format!("tenant = {p}"));
+    }
+}
+
+/// Rows of every kind matching `filters` (one `UNION ALL`, each part on its own table).
+async fn related_rows(
+    client: &clickhouse::Client,
+    limits: &QueryLimits,
+    mut filters: Where,
+    relation: &str,
+) -> Result<Vec<Related>, QueryError> {
+    let relation = filters.bind("String", Value::Str(relation.to_owned()));
+    let condition = filters.sql();
+    let parts: Vec<String> = KINDS
+        .iter()
+        .map(|kind| {
+            format!(
+                "SELECT '{0}' AS kind, toString(id) AS id, toString(time) AS time, {relation} AS relation \
+                 FROM `{0}` WHERE {condition}",
+                kind.name
+            )
+        })
+        .collect();
+    let max = filters.bind("UInt32", Value::UInt(u64::from(MAX_RELATED)));
+    let sql = format!(
+        "SELECT kind, id, time, relation FROM ({}) ORDER BY time LIMIT {max}",
+        parts.join(" UNION ALL ")
+    );
+    fetch_rows(limits, filters.apply(client.query(&sql))).await
+}
+
+/// The spans of a trace, found through `otel_traces`' bloom-filter index on `TraceId`.
+/// (Bounding the time by `otel_traces_trace_id_ts` as well returned no rows on the engine:
+/// its `DateTime` bounds against the `DateTime64` key pruned every part.)
+async fn spans(
+    client: &clickhouse::Client,
+    limits: &QueryLimits,
+    trace_id: &str,
+) -> Result<Vec<Span>, QueryError> {
+    let mut filters = Where::default();
+    let p = filters.bind("String", Value::Str(trace_id.to_owned()));
+    let max = filters.bind("UInt32", Value::UInt(u64::from(MAX_RELATED)));
+    let sql = format!(
+        "SELECT toString(Timestamp) AS timestamp, SpanId AS span_id, ParentSpanId AS parent_span_id, \
+         SpanName AS name, toString(SpanKind) AS kind, ServiceName AS service, \
+         toUInt64(Duration) AS duration_ns, toString(StatusCode) AS status_code, \
+         StatusMessage AS status_message FROM `{traces}` \
+         WHERE TraceId = {p} ORDER BY Timestamp LIMIT {max}",
+        traces = OTEL_TRACES.name,
+    );
+    fetch_rows(limits, filters.apply(client.query(&sql))).await
+}

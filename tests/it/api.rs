@@ -1,0 +1,867 @@
+//! The HTTP API against a real `logbook serve` on the engine: filters, search, pagination,
+//! detail, the auth matrix, SQL-injection strings, access logging and maintenance.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use logbook::schema::{ApiCall, MailMessage, MonitoringEvent, RowId, Ts};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{TestDb, test_db};
+use crate::logbook::Logbook;
+
+const NS: i64 = 1_000_000_000;
+const HOUR: i64 = 3600 * NS;
+
+fn now_ns() -> i64 {
+    Ts::now().0
+}
+
+async fn insert<T: clickhouse::RowOwned + clickhouse::RowWrite + logbook::schema::LogKind>(
+    db: &TestDb,
+    rows: &[T],
+) {
+    let mut insert = db.client.insert::<T>(T::TABLE.name).await.unwrap();
+    for row in rows {
+        insert.write(row).await.unwrap();
+    }
+    insert.end().await.unwrap();
+}
+
+fn id() -> RowId {
+    RowId(uuid::Uuid::now_v7())
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(logbook: &Logbook) -> Client {
+        Client {
+            base: logbook.api.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base)).query(query);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// The rows of a list request that must succeed.
+    async fn rows(&self, token: &str, kind: &str, query: &[(&str, &str)]) -> Vec<Value> {
+        let (status, body) = self
+            .get(Some(token), &format!("/api/v1/logs/{kind}"), query)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind} {query:?}: {body}");
+        body["rows"].as_array().unwrap().clone()
+    }
+}
+
+fn call(time: i64, tenant: &str, bot: &str, outcome: &str, status: u16) -> ApiCall {
+    ApiCall {
+        id: id(),
+        time: Ts(time),
+        tenant: tenant.into(),
+        bot: bot.into(),
+        application: "Salesforce".into(),
+        end_user: "alice".into(),
+        method: "GET".into(),
+        url: "https://api.example.com/v1/things".into(),
+        status_code: status,
+        outcome: outcome.into(),
+        response_body: "{\"ok\":true}".into(),
+        ..ApiCall::default()
+    }
+}
+
+fn ids(rows: &[Value]) -> HashSet<String> {
+    rows.iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_filter_returns_exactly_the_matching_rows() {
+    let db = test_db("api_filters").await;
+    let logbook = Logbook::start(&db, "").await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &[]);
+    let now = now_ns();
+    let mut calls = vec![
+        call(now - HOUR, "t1", "helpdesk", "success", 200),
+        call(now - 2 * HOUR, "t1", "helpdesk", "error", 502),
+        call(now - 3 * HOUR, "t2", "sales", "error", 404),
+        call(now - 30 * HOUR, "t2", "sales", "success", 201),
+    ];
+    calls[1].method = "POST".into();
+    calls[1].response_body = "upstream gateway timeout while calling zendesk".into();
+    calls[2].application = "Zendesk".into();
+    calls[3].end_user = "bob".into();
+    insert(&db, &calls).await;
+    let want = |picked: &[usize]| -> HashSet<String> {
+        picked.iter().map(|&i| calls[i].id.0.to_string()).collect()
+    };
+    let from = time::OffsetDateTime::from_unix_timestamp_nanos((now - 24 * HOUR) as i128)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [usize]);
+    let cases: &[Case] = &[
+        (&[("outcome", "error")], &[1, 2]),
+        (&[("outcome", "success")], &[0, 3]),
+        (&[("method", "POST")], &[1]),
+        (&[("status_code", "404")], &[2]),
+        (&[("status_code_min", "400")], &[1, 2]),
+        (&[("status_code", "200"), ("status_code", "201")], &[0, 3]),
+        (&[("bot", "sales")], &[2, 3]),
+        (&[("application", "Zendesk")], &[2]),
+        (&[("end_user", "bob")], &[3]),
+        (&[("tenant", "t1")], &[0, 1]),
+        (&[("from", &from)], &[0, 1, 2]),
+        (&[("q", "timeout")], &[1]),
+        (&[("q", "gateway timeout")], &[1]),
+        (&[("q", "zendesk"), ("outcome", "error")], &[1]),
+        (&[("q", "nowhere")], &[]),
+        (
+            &[("bot", "helpdesk"), ("outcome", "error"), ("from", &from)],
+            &[1],
+        ),
+    ];
+    for (query, expected) in cases {
+        let rows = api.rows(&owner, "api_calls", query).await;
+        assert_eq!(ids(&rows), want(expected), "{query:?}");
+    }
+    // Newest first, and list pages carry previews, not whole bodies.
+    let rows = api.rows(&owner, "api_calls", &[]).await;
+    let times: Vec<&str> = rows.iter().map(|r| r["time"].as_str().unwrap()).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted);
+
+    // Mail: failed or pending only; monitoring: severity at or above.
+    let mail = |status: &str| MailMessage {
+        id: id(),
+        time: Ts(now),
+        direction: "outgoing".into(),
+        mailbox: "support".into(),
+        status: status.into(),
+        ..MailMessage::default()
+    };
+    let mails = [mail("sent"), mail("failed"), mail("pending")];
+    insert(&db, &mails).await;
+    let rows = api
+        .rows(
+            &owner,
+            "mail_messages",
+            &[("status", "failed"), ("status", "pending")],
+        )
+        .await;
+    assert_eq!(
+        ids(&rows),
+        [&mails[1], &mails[2]]
+            .iter()
+            .map(|m| m.id.0.to_string())
+            .collect()
+    );
+    let event = |severity: &str, number: u8| MonitoringEvent {
+        id: id(),
+        time: Ts(now),
+        severity: severity.into(),
+        severity_number: number,
+        message: format!("{severity} happened"),
+        log_type: "incoming_mail".into(),
+        ..MonitoringEvent::default()
+    };
+    let events = [event("info", 9), event("warning", 13), event("error", 17)];
+    insert(&db, &events).await;
+    let rows = api
+        .rows(
+            &owner,
+            "monitoring_events",
+            &[("severity_number_min", "13"), ("log_type", "incoming_mail")],
+        )
+        .await;
+    assert_eq!(ids(&rows).len(), 2);
+
+    // Bad input: a clear 422 naming the problem.
+    for (query, needle) in [
+        (&[("outcome", "meh")][..], "success, error"),
+        (&[("nope", "1")][..], "unknown parameter"),
+        (&[("status_code", "abc")][..], "whole number"),
+        (&[("limit", "100000")][..], "limit"),
+        (&[("from", "yesterday")][..], "RFC 3339"),
+        (&[("cursor", "garbage")][..], "cursor"),
+    ] {
+        let (status, body) = api.get(Some(&owner), "/api/v1/logs/api_calls", query).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query:?}");
+        assert!(body["error"].as_str().unwrap().contains(needle), "{body}");
+    }
+    let (status, _) = api
+        .get(Some(&owner), "/api/v1/logs/no_such_kind", &[])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pagination_walks_100k_rows_once_each_while_rows_arrive() {
+    let db = test_db("api_pagination").await;
+    let logbook = Logbook::start(
+        &db,
+        "[api]\nrate_limit_per_second = 1000\nrate_limit_burst = 1000\n",
+    )
+    .await;
+    let api = Client::new(&logbook);
+    let token = logbook.token("bot_builder", None, &[]);
+    let start = now_ns();
+    // 100,000 rows over the last two days, many sharing a timestamp (ties broken by id).
+    db.client
+        .query(
+            "INSERT INTO api_calls (id, time, tenant, bot, method, url, outcome) \
+             SELECT generateUUIDv7(number), fromUnixTimestamp64Nano({start:Int64} - intDiv(number, 3) * 1700000000), \
+             'acme', 'seed', 'GET', 'https://x.example', 'success' FROM numbers(100000)",
+        )
+        .param("start", start - HOUR)
+        .execute()
+        .await
+        .unwrap();
+    let writer = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                let rows: Vec<ApiCall> = (0..50)
+                    .map(|_| call(now_ns(), "acme", "seed", "success", 200))
+                    .collect();
+                insert(&db, &rows).await;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut query = vec![("bot", "seed"), ("limit", "1000")];
+        if let Some(c) = &cursor {
+            query.push(("cursor", c));
+        }
+        let (status, body) = api
+            .get(Some(&token), "/api/v1/logs/api_calls", &query)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        pages += 1;
+        for row in body["rows"].as_array().unwrap() {
+            let id = row["id"].as_str().unwrap().to_owned();
+            assert!(seen.insert(id.clone()), "row {id} seen twice");
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    writer.await.unwrap();
+    assert!(pages >= 100, "{pages} pages of at most 1000");
+    let (status, body) = api
+        .get(
+            Some(&token),
+            "/api/v1/logs/api_calls",
+            &[("bot", "seed"), ("limit", "1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let seeded: u64 = db
+        .client
+        .query("SELECT count() FROM api_calls WHERE time < fromUnixTimestamp64Nano({s:Int64})")
+        .param("s", start)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(seeded, 100_000);
+    // Every seeded row exactly once; rows that arrived during the walk may or may not be in it.
+    let arrived = seen.len() - 100_000.min(seen.len());
+    assert!(
+        seen.len() >= 100_000 && arrived <= 1000,
+        "{} rows seen",
+        seen.len()
+    );
+    assert!(body["next_cursor"].is_string());
+}
+
+#[tokio::test]
+async fn search_injection_strings_are_literal_values() {
+    let db = test_db("api_injection").await;
+    let logbook = Logbook::start(
+        &db,
+        "[api]\nrate_limit_per_second = 1000\nrate_limit_burst = 1000\n",
+    )
+    .await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &[]);
+    let evil = [
+        "x' OR '1'='1",
+        "\\' OR 1=1 --",
+        "{p0:String}",
+        "a\\\\b",
+        "/* comment */ bot",
+        "'; DROP TABLE api_calls; --",
+        "ünïcödé 日本語 😀",
+        "tab\there\nnewline",
+        "%' LIKE '%",
+    ];
+    let now = now_ns();
+    let rows: Vec<ApiCall> = evil
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut row = call(now - i as i64 * NS, text, text, "success", 200);
+            row.end_user = (*text).to_owned();
+            row.application = (*text).to_owned();
+            row.response_body = format!("marker{i} {text}");
+            row
+        })
+        .collect();
+    insert(&db, &rows).await;
+    for (i, text) in evil.iter().enumerate() {
+        let want: HashSet<String> = [rows[i].id.0.to_string()].into();
+        for filter in ["bot", "application", "end_user", "tenant", "method"] {
+            let (status, body) = api
+                .get(Some(&owner), "/api/v1/logs/api_calls", &[(filter, text)])
+                .await;
+            assert_eq!(status, StatusCode::OK, "{filter}={text:?}: {body}");
+            let got = ids(body["rows"].as_array().unwrap());
+            let expected = if filter == "method" {
+                HashSet::new()
+            } else {
+                want.clone()
+            };
+            assert_eq!(got, expected, "{filter}={text:?}");
+        }
+        let (status, body) = api
+            .get(Some(&owner), "/api/v1/logs/api_calls", &[("q", text)])
+            .await;
+        if logbook::query::filter::words(text).is_empty() {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text:?}");
+        } else {
+            assert_eq!(status, StatusCode::OK, "q={text:?}: {body}");
+            assert!(
+                ids(body["rows"].as_array().unwrap()).contains(&rows[i].id.0.to_string()),
+                "q={text:?}"
+            );
+        }
+    }
+    let count: u64 = db
+        .client
+        .query("SELECT count() FROM api_calls")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(count, evil.len() as u64, "the table is intact");
+}
+
+#[tokio::test]
+async fn detail_returns_the_whole_row_related_rows_and_spans() {
+    let db = test_db("api_detail").await;
+    let logbook = Logbook::start(&db, "").await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &[]);
+    let now = now_ns();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut failed = call(now, "t1", "helpdesk", "error", 500);
+    failed.trace_id = trace.into();
+    failed.response_body = format!("{}END", "x".repeat(5000));
+    let mut sibling = call(now - NS, "t1", "helpdesk", "success", 200);
+    sibling.trace_id = trace.into();
+    insert(&db, &[failed.clone(), sibling.clone()]).await;
+    let event = MonitoringEvent {
+        id: id(),
+        time: Ts(now),
+        tenant: "t1".into(),
+        severity: "error".into(),
+        severity_number: 17,
+        message: "calls failing".into(),
+        related_log_id: failed.id.0.to_string(),
+        ..MonitoringEvent::default()
+    };
+    insert(&db, std::slice::from_ref(&event)).await;
+    db.client
+        .query(
+            "INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, ServiceName, Duration) \
+             VALUES (fromUnixTimestamp64Nano({t:Int64}), {trace:String}, 'a1b2c3d4e5f60718', 'POST /crm', 'bots', 1500)",
+        )
+        .param("t", now)
+        .param("trace", trace)
+        .execute()
+        .await
+        .unwrap();
+
+    let (status, list) = api
+        .get(
+            Some(&owner),
+            "/api/v1/logs/api_calls",
+            &[("outcome", "error")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let preview = list["rows"][0]["response_body"].as_str().unwrap();
+    assert!(preview.len() < 5000 && !preview.ends_with("END"));
+
+    let path = format!("/api/v1/logs/api_calls/{}", failed.id.0);
+    let (status, detail) = api.get(Some(&owner), &path, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert!(
+        detail["row"]["response_body"]
+            .as_str()
+            .unwrap()
+            .ends_with("END")
+    );
+    let related: Vec<(&str, &str)> = detail["related"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(related, [("api_calls", sibling.id.0.to_string().as_str())]);
+    assert_eq!(detail["spans"][0]["name"], "POST /crm");
+
+    let path = format!("/api/v1/logs/monitoring_events/{}", event.id.0);
+    let (status, detail) = api.get(Some(&owner), &path, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+
+    let (status, _) = api
+        .get(
+            Some(&owner),
+            &format!("/api/v1/logs/api_calls/{}", uuid::Uuid::now_v7()),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .get(Some(&owner), "/api/v1/logs/api_calls/not-a-uuid", &[])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Every route × every kind of caller.
+#[tokio::test]
+async fn auth_matrix_every_route_and_caller() {
+    let db = test_db("api_auth").await;
+    let logbook = Logbook::start(
+        &db,
+        "[api]\nrate_limit_per_second = 1000\nrate_limit_burst = 1000\n",
+    )
+    .await;
+    let api = Client::new(&logbook);
+    let t1 = call(now_ns(), "t1", "b", "success", 200);
+    let t2 = call(now_ns(), "t2", "b", "success", 200);
+    insert(&db, &[t1.clone(), t2.clone()]).await;
+    let owner = logbook.token("owner", None, &[]);
+    let supervisor = logbook.token("supervisor", None, &[]);
+    let bot_builder = logbook.token("bot_builder", None, &[]);
+    let viewer = logbook.token("viewer", None, &[]);
+    let auditor = logbook.token("viewer", None, &["view_audit_logs"]);
+    let tenant = logbook.token("owner", Some("t1"), &["view_audit_logs"]);
+    let revoked = logbook.token("owner", None, &[]);
+    let list = String::from_utf8(logbook.cli(&["token", "list"]).stdout).unwrap();
+    let revoked_id = list
+        .lines()
+        .rfind(|l| l.contains("owner-all"))
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        logbook
+            .cli(&["token", "revoke", &revoked_id])
+            .status
+            .success()
+    );
+    assert!(
+        !logbook
+            .cli(&["token", "revoke", &revoked_id])
+            .status
+            .success()
+    );
+    assert!(!list.contains("lbk_"), "token list never shows secrets");
+
+    use StatusCode as S;
+    let (ok, unauth, forbidden) = (S::OK, S::UNAUTHORIZED, S::FORBIDDEN);
+    let d1 = format!("/api/v1/logs/api_calls/{}", t1.id.0);
+    let d2 = format!("/api/v1/logs/api_calls/{}", t2.id.0);
+    // (route, [no token, viewer, bot_builder, supervisor, owner, tenant t1, revoked, auditor])
+    let matrix: Vec<(&str, [S; 8])> = vec![
+        (
+            "/api/openapi.json",
+            [unauth, ok, ok, ok, ok, ok, unauth, ok],
+        ),
+        ("/api/v1/kinds", [unauth, ok, ok, ok, ok, ok, unauth, ok]),
+        (
+            "/api/v1/logs/api_calls",
+            [unauth, forbidden, ok, ok, ok, ok, unauth, forbidden],
+        ),
+        (
+            "/api/v1/logs/mail_messages",
+            [unauth, ok, ok, ok, ok, ok, unauth, ok],
+        ),
+        (
+            "/api/v1/logs/audit_activity",
+            [
+                unauth, forbidden, forbidden, forbidden, forbidden, ok, unauth, ok,
+            ],
+        ),
+        (
+            "/api/v1/logs/access_logs",
+            [
+                unauth, forbidden, forbidden, forbidden, forbidden, ok, unauth, ok,
+            ],
+        ),
+        (&d1, [unauth, forbidden, ok, ok, ok, ok, unauth, forbidden]),
+        (
+            &d2,
+            [
+                unauth,
+                forbidden,
+                ok,
+                ok,
+                ok,
+                S::NOT_FOUND,
+                unauth,
+                forbidden,
+            ],
+        ),
+        (
+            "/api/v1/maintenance/log-files",
+            [
+                unauth,
+                forbidden,
+                forbidden,
+                forbidden,
+                S::NOT_FOUND,
+                forbidden,
+                unauth,
+                forbidden,
+            ],
+        ),
+        (
+            "/api/v1/nothing-here",
+            [
+                unauth,
+                S::NOT_FOUND,
+                S::NOT_FOUND,
+                S::NOT_FOUND,
+                S::NOT_FOUND,
+                S::NOT_FOUND,
+                unauth,
+                S::NOT_FOUND,
+            ],
+        ),
+    ];
+    let callers = [
+        None,
+        Some(&viewer),
+        Some(&bot_builder),
+        Some(&supervisor),
+        Some(&owner),
+        Some(&tenant),
+        Some(&revoked),
+        Some(&auditor),
+    ];
+    // A revocation reaches the running server within api.token_refresh.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api.get(Some(&revoked), "/api/v1/kinds", &[]).await.0 != unauth {
+        assert!(Instant::now() < deadline, "revoked token still accepted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (route, expected) in &matrix {
+        for (caller, want) in callers.iter().zip(expected) {
+            let (status, body) = api.get(caller.map(|s| s.as_str()), route, &[]).await;
+            assert_eq!(
+                status,
+                *want,
+                "{route} as caller #{:?}: {body}",
+                callers.iter().position(|c| c == caller)
+            );
+            if status != ok && route.starts_with("/api/") {
+                assert!(body["error"].is_string(), "{route}: JSON error body");
+            }
+        }
+    }
+    // Open routes stay open.
+    for route in ["/healthz", "/readyz", "/metrics"] {
+        assert!(api.get(None, route, &[]).await.0 != unauth, "{route}");
+    }
+    // A tenant-bound token never sees another tenant's rows, whatever the filters say.
+    let rows = api.rows(&tenant, "api_calls", &[("tenant", "t2")]).await;
+    assert!(rows.is_empty());
+    let rows = api.rows(&tenant, "api_calls", &[]).await;
+    assert_eq!(ids(&rows), [t1.id.0.to_string()].into());
+
+    // Every authenticated request is in access_logs: who, IP, route, status.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = api
+            .rows(
+                &auditor,
+                "access_logs",
+                &[
+                    ("category", "api_request"),
+                    ("status_code", "403"),
+                    ("limit", "1000"),
+                ],
+            )
+            .await;
+        let hit = rows.iter().any(|r| {
+            r["user_name"] == "viewer-all"
+                && r["path"] == "GET /api/v1/logs/api_calls"
+                && r["ip"] == "127.0.0.1"
+        });
+        if hit {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access_logs row for the viewer's 403: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed = api
+        .rows(&auditor, "access_logs", &[("category", "login_failed")])
+        .await;
+    assert!(
+        !failed.is_empty(),
+        "unknown tokens are recorded as failed logins"
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_per_token() {
+    let db = test_db("api_rate_limit").await;
+    let logbook = Logbook::start(
+        &db,
+        "[api]\nrate_limit_per_second = 1\nrate_limit_burst = 3\n",
+    )
+    .await;
+    let api = Client::new(&logbook);
+    let (a, b) = (
+        logbook.token("viewer", None, &[]),
+        logbook.token("viewer", None, &[]),
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(api.get(Some(&a), "/api/v1/kinds", &[]).await.0);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        api.get(Some(&b), "/api/v1/kinds", &[]).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn purge_deletes_a_tenants_rows_and_is_audited() {
+    let db = test_db("api_purge").await;
+    let logbook = Logbook::start(&db, "").await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &["view_audit_logs"]);
+    let supervisor = logbook.token("supervisor", None, &[]);
+    let now = now_ns();
+    insert(
+        &db,
+        &[
+            call(now, "gone", "b", "success", 200),
+            call(now, "kept", "b", "success", 200),
+        ],
+    )
+    .await;
+    let purge = |token: &str, body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/maintenance/purge", logbook.api))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let body = serde_json::json!({"kind": "api_calls", "tenant": "gone", "confirm": "api_calls"});
+    assert_eq!(
+        purge(&supervisor, body.clone()).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let unconfirmed = serde_json::json!({"kind": "api_calls", "tenant": "gone", "confirm": "yes"});
+    assert_eq!(
+        purge(&owner, unconfirmed).await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let response = purge(&owner, body).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["method"], "lightweight_delete");
+    assert_eq!(result["rows"], 1);
+    let rows = api.rows(&owner, "api_calls", &[]).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["tenant"], "kept");
+    let audit = api
+        .rows(&owner, "audit_activity", &[("category", "maintenance")])
+        .await;
+    assert_eq!(audit.len(), 1);
+    assert!(
+        audit[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("purged 1 rows of api_calls")
+    );
+}
+
+#[tokio::test]
+async fn settings_change_is_audited_seen_by_a_second_replica_and_log_level_applies() {
+    let db = test_db("api_settings").await;
+    let extra = "[settings]\nrefresh_interval = \"200ms\"\n";
+    let first = Logbook::start(&db, extra).await;
+    let second = Logbook::start(&db, extra).await;
+    let owner = first.token("owner", None, &["view_audit_logs"]);
+    let supervisor = first.token("supervisor", None, &[]);
+    let put = |base: &str, token: &str, key: &str, value: Value| {
+        reqwest::Client::new()
+            .put(format!("{base}/api/v1/settings/{key}"))
+            .bearer_auth(token)
+            .json(&value)
+            .send()
+    };
+    // Supervisors change notification settings, not logbook's own log level.
+    let response = put(&first.api, &supervisor, "log.level", Value::from("debug"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = put(
+        &first.api,
+        &owner,
+        "notify.rules.min_severity",
+        Value::from("nonsense"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = put(
+        &first.api,
+        &supervisor,
+        "notify.rules.paused",
+        Value::from(true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap()
+    );
+
+    // The second replica sees it within seconds.
+    let api = Client::new(&second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = api.get(Some(&owner), "/api/v1/settings", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let paused = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == "notify.rules.paused")
+            .unwrap()["value"]
+            .clone();
+        if paused == Value::Bool(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "second replica never saw the setting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // audit_activity has who, before and after.
+    let audit = api
+        .rows(&owner, "audit_activity", &[("category", "settings")])
+        .await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["actor_name"], "supervisor-all");
+    assert_eq!(audit[0]["before"], "{\"notify.rules.paused\":null}");
+    assert_eq!(audit[0]["after"], "{\"notify.rules.paused\":true}");
+
+    // The log level changes on the other replica without a restart.
+    assert!(
+        !second.stderr().contains(" DEBUG "),
+        "debug before the change"
+    );
+    let response = put(&first.api, &owner, "log.level", Value::from("debug"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !second.stderr().contains(" DEBUG ") {
+        assert!(
+            Instant::now() < deadline,
+            "no debug line: {}",
+            second.stderr()
+        );
+        // Requests make the replica log (its ClickHouse client logs at debug).
+        let _ = api
+            .get(Some(&owner), "/api/v1/logs/mail_messages", &[])
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn integration_health_lists_status_runs_and_toggle() {
+    use logbook::schema::IntegrationSyncRun;
+    let db = test_db("api_integrations").await;
+    let logbook = Logbook::start(&db, "").await;
+    let api = Client::new(&logbook);
+    let viewer = logbook.token("viewer", None, &[]);
+    let now = now_ns();
+    let run = |status: &str, minutes: i64| IntegrationSyncRun {
+        id: id(),
+        time: Ts(now - minutes * 60 * NS),
+        integration: "Xero".into(),
+        status: status.into(),
+        ..IntegrationSyncRun::default()
+    };
+    insert(
+        &db,
+        &[run("completed", 30), run("error", 20), run("executing", 1)],
+    )
+    .await;
+    let (status, body) = api.get(Some(&viewer), "/api/v1/integrations", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let xero = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["integration"] == "Xero")
+        .unwrap();
+    assert!(["active", "error", "disabled"].contains(&xero["status"].as_str().unwrap()));
+    assert_eq!(xero["error_rate_24h"], 0.5);
+    assert_eq!(xero["error_email"], true);
+    let statuses: Vec<&str> = xero["recent_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["executing", "error", "completed"]);
+}
