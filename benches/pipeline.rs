@@ -234,7 +234,7 @@ pub fn main() {
                 rows.len() - rows.logs.rows,
                 rows.logs.bytes.len() as f64 / per_request as f64,
                 rows.typed.iter().map(|t| t.bytes.len()).sum::<usize>() as f64 / per_request as f64,
-                rows.rejections.len(),
+                rows.rejections().len(),
                 redactions.values_redacted,
             );
         }

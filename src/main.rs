@@ -52,6 +52,16 @@ enum Command {
     CheckConfig,
     /// Print the data dictionary (docs/schema.md) generated from the table definitions.
     SchemaDocs,
+    /// Dry run: what each record of an OTLP/JSON request would become (the tables and columns
+    /// it fills, why it would get no typed row), storing nothing. Exits 1 when a record would
+    /// be rejected.
+    CheckRecord {
+        /// File holding the request (`ExportLogsServiceRequest` as OTLP/JSON); `-` reads stdin.
+        file: PathBuf,
+        /// The file holds spans (`ExportTraceServiceRequest`) rather than log records.
+        #[arg(long)]
+        traces: bool,
+    },
     /// Simulate backend services: a seeded mix of every log kind, sent over OTLP.
     Demo(DemoArgs),
     /// Manage the HTTP API's tokens (stored hashed in ClickHouse).
@@ -129,6 +139,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::CheckRecord { file, traces } = &cli.command {
+        return check_record(&config, file, *traces);
+    }
     if let Command::CheckConfig = cli.command {
         print!("{}", config.to_masked_toml());
         for warning in config.warnings() {
@@ -172,7 +185,7 @@ fn main() -> ExitCode {
                 cluster,
             } => migrate(&config, dry_run, materialize_ttl, cluster.as_deref()).await,
             Command::Demo(args) => demo(args).await,
-            Command::CheckConfig | Command::SchemaDocs => Ok(()),
+            Command::CheckConfig | Command::SchemaDocs | Command::CheckRecord { .. } => Ok(()),
         }
     });
     if let Some(telemetry) = telemetry
@@ -188,6 +201,37 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn check_record(config: &Config, file: &std::path::Path, traces: bool) -> ExitCode {
+    use logbook::ingest::receive::{Signal, dry_run};
+    let body = if file == std::path::Path::new("-") {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).map(|_| body)
+    } else {
+        std::fs::read(file)
+    };
+    let signal = if traces { Signal::Traces } else { Signal::Logs };
+    let report = match body.map_err(|e| e.to_string()).and_then(|body| {
+        let redactor =
+            logbook::ingest::redact::Redactor::new(&config.redaction).map_err(|e| e.to_string())?;
+        dry_run(&redactor, signal, &body).map_err(|e| e.to_string())
+    }) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).expect("a report is JSON")
+    );
+    if report.rejected > 0 {
+        eprintln!("{} record(s) would get no typed row", report.rejected);
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 async fn migrate(

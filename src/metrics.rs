@@ -2,6 +2,10 @@
 //! labels stay low-cardinality (signal, table, reason, error type). docs/operations.md lists
 //! them with what to alert on.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use crate::ingest::route::findings::{Finding, Problem};
 use std::time::Duration;
 
 use prometheus::{
@@ -65,6 +69,9 @@ impl Severity {
     }
 }
 
+/// How many distinct `service` label values the finding metrics keep.
+pub const SERVICE_LABELS: usize = 100;
+
 pub struct Metrics {
     pub registry: Registry,
     pub clickhouse_up: IntGauge,
@@ -78,8 +85,16 @@ pub struct Metrics {
     pub refused_records: IntCounterVec,
     /// Requests refused, each once, by signal and reason.
     pub refused_requests: IntCounterVec,
-    /// Records that named a log kind but did not fit it, by table and column.
+    /// Records that named a log kind but did not fit it, by service, table and column.
     pub typed_rejected_records: IntCounterVec,
+    /// Records whose event name is in the `logbook.` namespace but names no kind, by service.
+    pub unknown_event_records: IntCounterVec,
+    /// `logbook.*` attributes a kind has no column for, by service and table.
+    pub unknown_attributes: IntCounterVec,
+    /// Deprecated attribute names and values still in use, by service, table and column.
+    pub deprecated_names: IntCounterVec,
+    /// The `service` label's values so far, bounded (see [`SERVICE_LABELS`]).
+    services: Mutex<HashSet<String>>,
     /// Secret values redacted and long values truncated before queueing.
     pub redacted_values: IntCounter,
     pub truncated_values: IntCounter,
@@ -203,8 +218,27 @@ impl Metrics {
                 &r,
                 "logbook_typed_rejected_records_total",
                 "records that named a log kind but did not fit its table (still stored in otel_logs)",
-                &["table", "column"],
+                &["service", "table", "column"],
             ),
+            unknown_event_records: counter_vec(
+                &r,
+                "logbook_unknown_event_records_total",
+                "records whose logbook.* event name names no log kind (stored in otel_logs only)",
+                &["service"],
+            ),
+            unknown_attributes: counter_vec(
+                &r,
+                "logbook_unknown_attributes_total",
+                "logbook.* attributes of a typed record that its kind has no column for (ignored)",
+                &["service", "table"],
+            ),
+            deprecated_names: counter_vec(
+                &r,
+                "logbook_deprecated_names_total",
+                "deprecated attribute names or values still accepted",
+                &["service", "table", "column"],
+            ),
+            services: Mutex::new(HashSet::new()),
             redacted_values: counter(
                 &r,
                 "logbook_redacted_values_total",
@@ -282,6 +316,43 @@ impl Metrics {
         }
     }
 
+    /// Counts what the router found about a record, labelled by its sending service.
+    pub fn count_finding(&self, finding: &Finding) {
+        let service = self.service_label(&finding.service);
+        match &finding.problem {
+            Problem::Rejected(r) => self
+                .typed_rejected_records
+                .with_label_values(&[service.as_str(), r.table, r.column])
+                .inc(),
+            Problem::UnknownEvent { .. } => self
+                .unknown_event_records
+                .with_label_values(&[service.as_str()])
+                .inc(),
+            Problem::UnknownAttribute { table, .. } => self
+                .unknown_attributes
+                .with_label_values(&[service.as_str(), *table])
+                .inc(),
+            Problem::Deprecated(d) => self
+                .deprecated_names
+                .with_label_values(&[service.as_str(), d.table, d.column])
+                .inc(),
+        }
+    }
+
+    /// `service` as a label value: the first [`SERVICE_LABELS`] services keep their name,
+    /// later ones share `other`, so that a sender cannot grow the metrics without bound.
+    pub fn service_label(&self, service: &str) -> String {
+        let mut seen = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(service) {
+            return service.to_owned();
+        }
+        if seen.len() < SERVICE_LABELS {
+            seen.insert(service.to_owned());
+            return service.to_owned();
+        }
+        "other".to_owned()
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
@@ -297,5 +368,20 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_label_values_are_bounded() {
+        let metrics = Metrics::new();
+        for i in 0..SERVICE_LABELS {
+            assert_eq!(metrics.service_label(&format!("s{i}")), format!("s{i}"));
+        }
+        assert_eq!(metrics.service_label("one-too-many"), "other");
+        assert_eq!(metrics.service_label("s3"), "s3");
     }
 }

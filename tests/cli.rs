@@ -164,3 +164,47 @@ fn serve_logs_never_contain_the_password() {
     assert!(file.contains("clickhouse unreachable"), "{file}");
     assert!(!stderr.contains("pw-serve-41d7") && !file.contains("pw-serve-41d7"));
 }
+
+#[test]
+fn check_record_answers_per_record_and_fails_on_a_rejection() {
+    let record = |event: &str| {
+        format!(
+            r#"{{"eventName": "{event}", "attributes": [
+                {{"key": "logbook.bot.name", "value": {{"stringValue": "b"}}}},
+                {{"key": "http.request.method", "value": {{"stringValue": "GET"}}}},
+                {{"key": "url.full", "value": {{"stringValue": "https://x.example/?token=abc"}}}},
+                {{"key": "logbook.outcome", "value": {{"stringValue": "success"}}}},
+                {{"key": "logbook.duration_ms", "value": {{"doubleValue": 41.6}}}}]}}"#
+        )
+    };
+    let request = |records: &[String]| {
+        format!(
+            r#"{{"resourceLogs": [{{"resource": {{"attributes": [{{"key": "service.name", "value": {{"stringValue": "cli"}}}}]}},
+                "scopeLogs": [{{"logRecords": [{}]}}]}}]}}"#,
+            records.join(",")
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, request(&[record("logbook.api_call")])).unwrap();
+    let (code, out, err) = logbook(&["check-record", good.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let columns = &report["records"][0]["tables"][1]["columns"];
+    assert_eq!(columns["duration_ms"], 42, "{out}");
+    assert_eq!(columns["service"], "cli", "{out}");
+    // Redacted as ingest would.
+    assert!(!out.contains("token=abc"), "{out}");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        request(&[record("logbook.api_call"), record("logbook.api_calls")]),
+    )
+    .unwrap();
+    let (code, out, err) = logbook(&["check-record", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("did you mean logbook.api_call?"), "{out}");
+    assert!(err.contains("1 record(s) would get no typed row"), "{err}");
+    let (code, _, err) = logbook(&["check-record", "/nonexistent.json"], &[]);
+    assert_eq!(code, 2, "{err}");
+}

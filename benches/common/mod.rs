@@ -239,7 +239,7 @@ fn server_log(rng: &mut Rng, time: u64) -> LogRecord {
             kv("logbook.tenant", s(&format!("tenant-{}", rng.below(50)))),
             kv("logbook.server_log.category", s(pick(rng, CATEGORIES))),
             kv(
-                "code.namespace",
+                "code.function.name",
                 s(&format!(
                     "Halo.Services.{}Service",
                     pick(rng, APPS).replace(' ', "")
@@ -266,7 +266,7 @@ fn plain(rng: &mut Rng, time: u64) -> LogRecord {
         }),
         attributes: vec![
             kv("code.function", s("handle_request")),
-            kv("code.namespace", s("app.handlers.tickets")),
+            kv("code.function.name", s("app.handlers.tickets")),
             kv("http.route", s("/api/tickets/{id}")),
             kv("http.request.method", s("GET")),
             kv("http.response.status_code", Value::IntValue(200)),

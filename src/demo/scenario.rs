@@ -191,7 +191,7 @@ impl Simulator {
         })
     }
 
-    /// A run through created → pending → executing → completed or error. The integration
+    /// A run through created → pending → running → completed or error. The integration
     /// rotates; the degraded one fails 9 runs in 20, the others 1 in 20.
     fn sync_run(&mut self, time: Ts) -> Vec<TypedRow> {
         let active: Vec<&str> = INTEGRATIONS
@@ -219,7 +219,7 @@ impl Simulator {
         for (step, status) in [
             "created",
             "pending",
-            "executing",
+            "running",
             if fails { "error" } else { "completed" },
         ]
         .into_iter()
@@ -341,7 +341,7 @@ impl Simulator {
             rows.push(TypedRow::MailMessage(MailMessage {
                 id: self.id(at),
                 time: at,
-                direction: if outgoing { "outgoing" } else { "incoming" }.to_owned(),
+                direction: if outgoing { "outbound" } else { "inbound" }.to_owned(),
                 mailbox: mailbox.clone(),
                 message_id: message_id.clone(),
                 from: if outgoing {
@@ -356,7 +356,7 @@ impl Simulator {
                 },
                 subject: format!("Ticket #{} updated", self.rng.random_range(1000..9999)),
                 status: match (failed, outgoing) {
-                    (true, _) => "failed",
+                    (true, _) => "error",
                     (false, true) => "sent",
                     (false, false) => "processed",
                 }
@@ -421,7 +421,7 @@ impl Simulator {
             workflow_id: format!("wf-{}", self.rng.random_range(1..30)),
             step_id: format!("step-{}", self.rng.random_range(1..8)),
             ticket_ref: format!("T{}", self.rng.random_range(10_000..99_999)),
-            status: if failed { "failed" } else { "completed" }.to_owned(),
+            status: if failed { "error" } else { "completed" }.to_owned(),
             payload: "{\"action_id\":31}".to_owned(),
             error_message: if failed {
                 "ticket is closed".to_owned()
@@ -447,7 +447,7 @@ impl Simulator {
             } else {
                 format!("T{}", self.rng.random_range(10_000..99_999))
             },
-            status: if failed { "failed" } else { "created" }.to_owned(),
+            status: if failed { "error" } else { "created" }.to_owned(),
             error_message: if failed {
                 "template not found".to_owned()
             } else {

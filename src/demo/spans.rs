@@ -78,8 +78,8 @@ impl Spans {
         }
     }
 
-    /// created → pending → executing → completed/error: the root span covers the run, the
-    /// entity's span the executing part, with the outbound API request inside it.
+    /// created → pending → running → completed/error: the root span covers the run, the
+    /// entity's span the running part, with the outbound API request inside it.
     fn sync_run(&self, rows: &mut [TypedRow]) -> u64 {
         let runs: Vec<_> = rows
             .iter()
@@ -102,7 +102,7 @@ impl Spans {
         );
         let executing = runs
             .iter()
-            .find(|r| r.status == "executing")
+            .find(|r| r.status == "running")
             .map_or(first.time, |r| r.time);
         let entity = self.start(
             &root.0,
@@ -237,19 +237,16 @@ impl Spans {
             let attempt = self.start(
                 &root.0,
                 format!("mail attempt {}", mail.attempt),
-                if mail.direction == "outgoing" {
+                if mail.direction == "outbound" {
                     SpanKind::Client
                 } else {
                     SpanKind::Consumer
                 },
                 mail.time,
-                vec![KeyValue::new(
-                    "logbook.mail.attempt",
-                    i64::from(mail.attempt),
-                )],
+                vec![KeyValue::new("logbook.attempt", i64::from(mail.attempt))],
             );
             end = Ts(mail.time.0 + 800 * MS);
-            failure = (mail.status == "failed").then(|| mail.error_message.clone());
+            failure = (mail.status == "error").then(|| mail.error_message.clone());
             let (trace, span) = attempt.ids();
             attempt.end(end, failure.as_deref());
             set_ids(row, &trace, &span);
@@ -273,7 +270,7 @@ impl Spans {
                 KeyValue::new("logbook.automation.workflow_id", run.workflow_id.clone()),
             ],
         );
-        let error = (run.status == "failed").then(|| run.error_message.clone());
+        let error = (run.status == "error").then(|| run.error_message.clone());
         let (trace, span_id) = span.ids();
         span.end(Ts(run.time.0 + 300 * MS), error.as_deref());
         set_ids(row, &trace, &span_id);

@@ -63,33 +63,54 @@ impl Batch {
         format!("logbook-{queue_id:016x}-{}-{}", self.first, self.last)
     }
 
-    /// Turns the batch's rejections into `monitoring_events` rows, one per table and column,
-    /// so that what did not fit a kind is visible where on-call people look first.
-    pub fn report_rejections(&mut self, queue_id: u64) {
-        let mut grouped: BTreeMap<(&'static str, &'static str), (u64, String, Ts)> =
-            BTreeMap::new();
-        for (rejection, time) in self.rows.rejections.drain(..) {
+    /// Turns the batch's findings into `monitoring_events` rows, one per sending service,
+    /// finding and place, so that what did not fit a kind is visible where on-call people look
+    /// first; each names the service and an example, and how to list the records.
+    pub fn report_findings(&mut self, queue_id: u64) {
+        type Key = (String, &'static str, &'static str, String);
+        let mut grouped: BTreeMap<Key, (u64, String, Ts)> = BTreeMap::new();
+        for finding in self.rows.findings.drain(..) {
+            let (table, column) = finding.problem.place();
+            let key = (
+                finding.service,
+                finding.problem.kind(),
+                table,
+                column.to_owned(),
+            );
             let entry = grouped
-                .entry((rejection.table, rejection.column))
-                .or_insert_with(|| (0, rejection.reason.clone(), time));
+                .entry(key)
+                .or_insert_with(|| (0, finding.problem.to_string(), finding.time));
             entry.0 += 1;
         }
         let origin = Origin {
             queue_id,
             position: self.first,
         };
-        for (index, ((table, column), (count, reason, time))) in grouped.into_iter().enumerate() {
+        for (index, ((service, kind, table, column), (count, example, time))) in
+            grouped.into_iter().enumerate()
+        {
+            let (severity, severity_number, what) = match kind {
+                "rejected" | "unknown_event" => (
+                    "warning",
+                    13,
+                    "got no typed row (kept in otel_logs, see its logbook.rejected attribute)",
+                ),
+                _ => ("info", 9, "were stored with a warning (logbook.warnings)"),
+            };
+            let place = if table.is_empty() {
+                column.clone()
+            } else {
+                format!("{table}.{column}")
+            };
             let event = MonitoringEvent {
                 id: RowId(origin.row_id(u64::MAX - index as u64, time)),
                 time,
                 service: "logbook".into(),
-                severity: "warning".into(),
-                severity_number: 13,
-                message: format!(
-                    "{count} record(s) not stored in {table}: {column}: {reason} (kept in otel_logs)"
-                ),
+                severity: severity.into(),
+                severity_number,
+                message: format!("{count} record(s) from {service} {what}: {example}"),
                 log_type: "logbook.router".into(),
-                related_log_id: format!("{table}.{column}"),
+                related_log_id: place,
                 ..MonitoringEvent::default()
             };
             self.rows.push_typed(&TypedRow::MonitoringEvent(event));
@@ -100,6 +121,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::route::findings::{Finding, Problem};
     use crate::schema::{LogKind, Rejection};
 
     #[test]
@@ -119,26 +141,36 @@ mod tests {
     }
 
     #[test]
-    fn rejections_become_one_monitoring_event_per_column() {
+    fn findings_become_one_monitoring_event_per_service_and_column() {
         let mut batch = Batch::new(8, Rows::default());
-        for reason in ["missing attribute logbook.bot.name", "other"] {
+        for (service, reason) in [
+            ("billing", "missing attribute logbook.bot.name"),
+            ("billing", "other"),
+            ("crm", "missing attribute logbook.bot.name"),
+        ] {
             let rejection = Rejection {
                 table: "api_calls",
                 column: "bot",
                 reason: reason.into(),
             };
-            batch.rows.rejections.push((rejection, Ts(5)));
+            batch.rows.findings.push(Finding {
+                service: service.into(),
+                time: Ts(5),
+                record: 0,
+                problem: Problem::Rejected(rejection),
+            });
         }
-        batch.report_rejections(1);
-        assert!(batch.rows.rejections.is_empty());
+        batch.report_findings(1);
+        assert!(batch.rows.findings.is_empty());
         let events = batch.rows.table(MonitoringEvent::TABLE).unwrap();
-        assert_eq!((events.rows, batch.rows.len()), (1, 1));
+        assert_eq!((events.rows, batch.rows.len()), (2, 2));
         let event = MonitoringEvent::read_row(&mut events.bytes.as_slice()).unwrap();
         assert_eq!(event.related_log_id, "api_calls.bot");
         assert!(
-            event
-                .message
-                .starts_with("2 record(s) not stored in api_calls: bot: missing"),
+            event.message.starts_with(
+                "2 record(s) from billing got no typed row (kept in otel_logs, see its \
+                 logbook.rejected attribute): api_calls.bot: missing"
+            ),
             "{}",
             event.message
         );

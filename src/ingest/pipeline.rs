@@ -151,7 +151,7 @@ impl Pipeline {
     }
 
     fn route(&self, payload: &[u8], origin: Origin, batch: &mut Batch) {
-        let earlier = batch.rows.rejections.len();
+        let earlier = batch.rows.findings.len();
         match Envelope::view(payload) {
             Ok(View::Logs(request)) => route::logs(&request, origin, &mut batch.rows),
             Ok(View::Traces(request)) => route::traces(&request, origin, &mut batch.rows),
@@ -160,11 +160,8 @@ impl Pipeline {
                 tracing::error!(%error, position = origin.position, "skipping an unreadable queued request")
             }
         }
-        for (rejection, _) in &batch.rows.rejections[earlier..] {
-            self.metrics
-                .typed_rejected_records
-                .with_label_values(&[rejection.table, rejection.column])
-                .inc();
+        for finding in &batch.rows.findings[earlier..] {
+            self.metrics.count_finding(finding);
         }
     }
 
@@ -177,7 +174,7 @@ impl Pipeline {
         write_marker: bool,
         stop: &CancellationToken,
     ) -> Result<Rows, Stopped> {
-        batch.report_rejections(queue_id);
+        batch.report_findings(queue_id);
         let mut upto = batch.last + 1;
         if write_marker {
             let cut = encode_cut(batch.first, batch.last);

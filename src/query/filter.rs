@@ -218,6 +218,15 @@ pub fn parse_list(
                 QueryError::Invalid(m) => QueryError::Invalid(format!("{key}: {m}")),
                 other => other,
             })?;
+            // Rows stored before a value was renamed keep its older spelling.
+            let older = column.old_values.iter().filter(|(_, new)| match &value {
+                Value::Str(v) => new == v,
+                _ => false,
+            });
+            for (old, _) in older {
+                let p = filters.bind(bind_type(column), Value::Str((*old).to_owned()));
+                any.push(format!("`{}` = {p}", column.name));
+            }
             let p = filters.bind(bind_type(column), value);
             any.push(format!("`{}` = {p}", column.name));
         }
@@ -269,6 +278,12 @@ fn typed(column: &ColumnDef, ty: FilterType, value: &str) -> Result<Value, Query
     let name = column.name;
     match ty {
         FilterType::Text => {
+            // An older spelling (`failed`) means what it is stored as now (`error`).
+            let value = column
+                .old_values
+                .iter()
+                .find(|(old, _)| *old == value)
+                .map_or(value, |(_, new)| *new);
             if !column.one_of.is_empty() && !column.one_of.contains(&value) {
                 return Err(QueryError::Invalid(format!(
                     "{name} must be one of {}, not {value:?}",
@@ -417,7 +432,7 @@ mod tests {
     fn repeated_filter_means_any_of_and_enumerations_are_checked() {
         let request = parse(
             MailMessage::TABLE,
-            &[("status", "failed"), ("status", "pending")],
+            &[("status", "sent"), ("status", "pending")],
         )
         .unwrap();
         assert_eq!(
@@ -426,7 +441,7 @@ mod tests {
         );
         let err = parse(MailMessage::TABLE, &[("status", "lost")]).unwrap_err();
         assert!(
-            err.to_string().contains("pending, processed, sent, failed"),
+            err.to_string().contains("pending, processed, sent, error"),
             "{err}"
         );
     }
@@ -440,6 +455,22 @@ mod tests {
         assert!(parse(ApiCall::TABLE, &[("bot_min", "a")]).is_err());
         let forced = parse(TaskSchedulerRun::TABLE, &[("forced", "true")]).unwrap();
         assert_eq!(forced.filters.params[0].1, Value::Bool(true));
+    }
+
+    #[test]
+    fn a_renamed_value_matches_both_spellings() {
+        for asked in ["error", "failed"] {
+            let request = parse(MailMessage::TABLE, &[("status", asked)]).unwrap();
+            assert_eq!(
+                request.filters.sql(),
+                "(`status` = {p0:String} OR `status` = {p1:String})"
+            );
+            let values: Vec<_> = request.filters.params.iter().map(|(_, v)| v).collect();
+            assert_eq!(
+                values,
+                [&Value::Str("failed".into()), &Value::Str("error".into())]
+            );
+        }
     }
 
     #[test]

@@ -70,6 +70,15 @@ impl Ddl {
         format!("`{}`.`{}`", self.database, table)
     }
 
+    /// Drops a view, on every server of the cluster when there is one.
+    pub fn drop_view(&self, name: &str) -> String {
+        format!(
+            "DROP VIEW IF EXISTS {}{} SYNC",
+            self.qualified(name),
+            self.on()
+        )
+    }
+
     /// ` ON CLUSTER `name`` on a cluster, nothing otherwise.
     fn on(&self) -> String {
         self.cluster

@@ -4,7 +4,9 @@
 use std::fmt::Write;
 
 use super::ddl::indexes;
-use super::{COMMON_COLUMNS, ColumnDef, KINDS, Presence, Role, Source, TableDef, tables};
+use super::{
+    COERCIONS, COMMON_COLUMNS, ColumnDef, KINDS, Presence, Role, Source, TableDef, tables,
+};
 
 const INTRO: &str = r#"# Data dictionary
 
@@ -16,25 +18,83 @@ a test fails when this file and the definitions differ. All tables live in the d
 ## How rows arrive
 
 Every OpenTelemetry log record goes to `otel_logs` and every span to `otel_traces`, in the
-OpenTelemetry Collector ClickHouse exporter's layout. A log record whose `event.name` names a
-log kind below (`logbook.api_call`, `logbook.mail`, …) also becomes a row of that kind's typed
-table, its columns read from the record's attributes (falling back to the resource's
-attributes). Attribute names follow the OpenTelemetry semantic conventions where one exists
-(`http.request.method`, `url.full`, `user.name`, `exception.message`, …) and the `logbook.*`
-namespace otherwise. A record missing a required attribute, or carrying one of the wrong type
-or outside the allowed values, is still stored in `otel_logs` and counted as rejected for the
-typed table.
+OpenTelemetry Collector ClickHouse exporter's layout. A log record whose event name
+(`LogRecord.event_name`, or an `event.name` attribute) names a log kind below
+(`logbook.api_call`, `logbook.mail`, …) also becomes a row of that kind's typed table, its
+columns read from the record's attributes, falling back to the resource's attributes: an
+attribute on the record wins over the same attribute on the resource (so `logbook.tenant` on
+a record overrides a service-wide one). Attribute names follow the OpenTelemetry semantic
+conventions where one exists (`http.request.method`, `url.full`, `user.name`,
+`exception.message`, `code.function.name`, …) and the `logbook.*` namespace otherwise. Before
+shipping a new kind of record, ask logbook what it would become:
+`logbook check-record request.json`, or `POST /v1/dry-run/logs` on the OTLP/HTTP port (see
+docs/instrumenting.md).
+
+Severity comes from the record's `SeverityNumber` (1–24); its `SeverityText` is read only when
+the number is 0, and then must be one of (any case) trace, debug, info, information,
+informational, notice, warn, warning, error, err, fatal, critical, crit, alert, emergency.
+Typed tables store the six level names trace, debug, info, warning, error, critical.
+
+`id`: a sender may set `logbook.id` to any UUID (text form, any version; UUIDv7 sorts by
+time). logbook does not deduplicate by it: the same id sent twice makes two rows; resending
+a whole OTLP request after a timeout is safe without it because logbook acknowledges a
+request only once it is durably queued. Without `logbook.id` the id is derived from the
+record's place in logbook's queue. Trace and span ids need no attribute: an OpenTelemetry SDK
+attaches the active span's ids to every record emitted inside it.
 
 A span whose `event.name` attribute names a log kind becomes a row of that kind too (an HTTP
 client span of a bot's call, for example), read from the span's attributes and resource. The
 span itself stands in for what its attributes leave out: `logbook.duration_ms` is its
-duration, `logbook.outcome` is `error` when its status is Error and `success` otherwise,
-`exception.message` and `exception.type` come from its `exception` event (or, for the message,
-its Error status message), the row's time is its start and its severity `error` or `info`
-by its status.
+duration, a `*.started_at` / `*.ended_at` column its start and end, `exception.message` and
+`exception.type` come from its `exception` event (or, for the message, its Error status
+message), the row's time is its start and its severity `error` or `info` by its status. An
+Error status makes `logbook.outcome` and `logbook.status` `error` whatever the attributes say;
+a span that ended without error gives `logbook.outcome` `success` and `logbook.status` the
+kind's success value (`success`, `completed` or `created`) when the attribute is absent.
+Kinds whose message is a log record's body (`monitoring_events`, `server_logs`) cannot come
+from a span: such a span is counted as rejected with that reason.
 
 Every typed row whose outcome is an error also becomes a row of `errors`, through a
 materialized view per kind (`<kind>_errors_mv`).
+
+## Values each column type accepts
+
+One set of conversions applies to every column of a type, whichever kind it belongs to:
+
+| column type | accepts |
+|---|---|
+{COERCIONS}
+An enumeration (a column with "One of") takes exactly the listed values; old spellings listed
+as "formerly" are still accepted, stored as their new value and counted as deprecated.
+
+## Rejected records, and how to find them
+
+A record that names a kind but does not fit it (a required attribute missing, a value of the
+wrong type, out of range or outside the allowed values, a time in the wrong unit) gets no
+typed row. It is still stored in `otel_logs` (or `otel_traces`), with a `logbook.rejected`
+attribute saying why, as `<table>.<column>: <reason>`. So does a record whose event name is
+in the `logbook.` namespace but names no kind (`event.name: logbook.api_calls names no log
+kind (did you mean logbook.api_call?)`). A typed row that was stored but carried `logbook.*`
+attributes its kind does not know, or deprecated names or values, gets a `logbook.warnings`
+attribute on its `otel_logs` row (`; `-separated, with the closest valid name). List them:
+
+```sql
+SELECT Timestamp, ServiceName, EventName, LogAttributes['logbook.rejected'] AS why
+FROM logbook.otel_logs
+WHERE LogAttributes['logbook.rejected'] != '' AND Timestamp >= now() - INTERVAL 1 DAY
+ORDER BY Timestamp DESC LIMIT 100;
+SELECT Timestamp, ServiceName, EventName, LogAttributes['logbook.warnings'] AS warnings
+FROM logbook.otel_logs
+WHERE LogAttributes['logbook.warnings'] != '' AND Timestamp >= now() - INTERVAL 1 DAY
+ORDER BY Timestamp DESC LIMIT 100;
+```
+
+They are counted too, by sending service (the first 100 services seen keep their name, later
+ones are counted as `other`): `logbook_typed_rejected_records_total{service,table,column}`,
+`logbook_unknown_event_records_total{service}`, `logbook_unknown_attributes_total{service,table}`
+and `logbook_deprecated_names_total{service,table,column}`; and each batch reports them in
+`monitoring_events` (`log_type = 'logbook.router'`), one row per service and column with a
+count and an example.
 
 ## Retention
 
@@ -84,7 +144,7 @@ Outgoing mail that failed all three attempts:
 
 ```sql
 SELECT time, mailbox, to, subject, error_message FROM logbook.mail_messages
-WHERE direction = 'outgoing' AND status = 'failed' AND attempt = 3
+WHERE direction = 'outbound' AND status = 'error' AND attempt = 3
 ORDER BY time DESC;
 ```
 
@@ -107,7 +167,11 @@ WHERE time >= now() - INTERVAL 7 DAY ORDER BY time DESC;
 
 /// The whole of docs/schema.md.
 pub fn render() -> String {
-    let mut out = String::from(INTRO);
+    let coercions: Vec<String> = COERCIONS
+        .iter()
+        .map(|(ty, accepts)| format!("| `{ty}` | {accepts}. |\n"))
+        .collect();
+    let mut out = INTRO.replace("{COERCIONS}\n", &coercions.concat());
     for table in tables() {
         let ttl = match table.default_ttl {
             Some(d) => format!("{} days", d.as_secs() / 86_400),
@@ -135,10 +199,12 @@ fn describe(out: &mut String, table: &TableDef) {
     let _ = writeln!(out, "\n### `{}`\n\n{}\n", table.name, table.doc.trim());
     let _ = writeln!(out, "- Replaces: {}", table.reference);
     if let Some(event) = table.event_name {
-        let _ = writeln!(
-            out,
-            "- Routed from log records and spans with `event.name = \"{event}\"`"
-        );
+        let from = if table.from_spans() {
+            "log records and spans"
+        } else {
+            "log records (not spans: its message is a log record's body)"
+        };
+        let _ = writeln!(out, "- Routed from {from} with `event.name = \"{event}\"`");
     }
     let _ = writeln!(
         out,
@@ -192,7 +258,10 @@ fn columns_table<'a>(out: &mut String, columns: impl Iterator<Item = &'a ColumnD
     for c in columns {
         let from = match c.source {
             None => String::new(),
-            Some(Source::Attr(name)) => format!("`{name}`"),
+            Some(Source::Attr(name)) if c.renamed_from.is_empty() => format!("`{name}`"),
+            Some(Source::Attr(name)) => {
+                format!("`{name}` (formerly `{}`)", c.renamed_from.join("`, `"))
+            }
             Some(other) => format!("{other:?}"),
         };
         let required = if c.presence == Presence::Required {
@@ -204,6 +273,16 @@ fn columns_table<'a>(out: &mut String, columns: impl Iterator<Item = &'a ColumnD
             String::new()
         } else {
             format!(" One of: {}.", c.one_of.join(", "))
+        };
+        let old: Vec<_> = c
+            .old_values
+            .iter()
+            .map(|(old, new)| format!("{old} → {new}"))
+            .collect();
+        let allowed = if old.is_empty() {
+            allowed
+        } else {
+            format!("{allowed} Formerly: {}.", old.join(", "))
         };
         let _ = writeln!(
             out,

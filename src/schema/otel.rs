@@ -16,6 +16,8 @@ pub(super) const fn col(name: &'static str, ch_type: &'static str, doc: &'static
         presence: Presence::Optional,
         role: Role::Plain,
         one_of: &[],
+        renamed_from: &[],
+        old_values: &[],
     }
 }
 

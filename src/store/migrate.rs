@@ -22,7 +22,7 @@ use crate::schema::ddl::{self, Ddl, Ttl};
 use crate::schema::{self, TableDef};
 
 /// Bump when the definitions change; `schema_fingerprint_is_recorded` fails until you do.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const MIGRATIONS_TABLE: &str = "logbook_migrations";
 
@@ -44,6 +44,7 @@ pub struct Migrator {
 struct TableRow {
     name: String,
     engine_full: String,
+    as_select: String,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -56,6 +57,8 @@ struct NameRow {
 #[derive(Debug, Default)]
 struct Current {
     tables: BTreeMap<String, String>,
+    /// A view's query, as the server formats it.
+    queries: BTreeMap<String, String>,
     columns: BTreeMap<String, BTreeSet<String>>,
     indexes: BTreeMap<String, BTreeSet<String>>,
     projections: BTreeMap<String, BTreeSet<String>>,
@@ -92,12 +95,18 @@ impl Migrator {
         let tables = bounded(
             limit,
             self.client
-                .query("SELECT name, engine_full FROM system.tables WHERE database = {db:String}")
+                .query(
+                    "SELECT name, engine_full, as_select FROM system.tables WHERE database = {db:String}",
+                )
                 .param("db", db)
                 .fetch_all::<TableRow>(),
         )
         .await?;
         let mut current = Current {
+            queries: tables
+                .iter()
+                .map(|t| (t.name.clone(), t.as_select.clone()))
+                .collect(),
             tables: tables
                 .into_iter()
                 .map(|t| (t.name, t.engine_full))
@@ -250,7 +259,22 @@ impl Migrator {
             }
         }
         for (name, sql) in self.ddl.views() {
-            if !current.tables.contains_key(&name) {
+            let Some(query) = current.queries.get(&name) else {
+                step(&name, format!("create materialized view {name}"), sql);
+                continue;
+            };
+            // A view's condition changed (a kind's failure value, say): replace the view.
+            let (want, have) = (condition(&sql), condition(query));
+            if want != have {
+                step(
+                    &name,
+                    format!(
+                        "replace materialized view {name}: WHERE {} instead of {}",
+                        want.unwrap_or("nothing"),
+                        have.unwrap_or("nothing")
+                    ),
+                    self.ddl.drop_view(&name),
+                );
                 step(&name, format!("create materialized view {name}"), sql);
             }
         }
@@ -361,6 +385,13 @@ impl Migrator {
     }
 }
 
+/// The `WHERE` condition ending a view's query, if it has one.
+fn condition(query: &str) -> Option<&str> {
+    query
+        .rsplit_once(" WHERE ")
+        .map(|(_, condition)| condition.trim())
+}
+
 /// The TTL clause of a table's `engine_full`, as ClickHouse prints it.
 fn ttl_of_engine(engine_full: &str) -> Option<String> {
     let start = engine_full.find(" TTL ")? + " TTL ".len();
@@ -405,6 +436,7 @@ mod tests {
             (1, FINGERPRINT_V1),
             (2, FINGERPRINT_V2),
             (3, FINGERPRINT_V3),
+            (4, FINGERPRINT_V4),
         ];
         assert_eq!(
             recorded.last(),
@@ -418,4 +450,17 @@ mod tests {
     const FINGERPRINT_V2: u64 = 16982639726602007365;
     /// V3: the `settings` table and the notifier's tables.
     const FINGERPRINT_V3: u64 = 12295467655914754803;
+    /// V4: api_tokens, access_logs.status_code, the by_tenant projections and id indexes
+    /// (the API); one failure value (`error`) in every kind's errors view, summary and
+    /// severity columns, renamed columns (the sender contract).
+    const FINGERPRINT_V4: u64 = 4218452177836187392;
+
+    #[test]
+    fn a_view_condition_is_its_last_where() {
+        assert_eq!(
+            condition("SELECT a FROM t WHERE x IN (SELECT 1 WHERE 1) WHERE status = 'error'"),
+            Some("status = 'error'")
+        );
+        assert_eq!(condition("SELECT a FROM t"), None);
+    }
 }

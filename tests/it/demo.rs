@@ -69,6 +69,30 @@ async fn demo_fills_every_table_with_one_degraded_integration_and_no_secrets() {
         );
         assert_eq!(rate.rate >= 0.3, rate.integration == DEGRADED, "{rate:?}");
     }
+    // Typed events read well in a log viewer: a body, and the severity text SDKs send.
+    let typed = "EventName LIKE 'logbook.%'";
+    assert!(count_where(&db, "otel_logs", typed).await > 100);
+    let unreadable = count_where(
+        &db,
+        "otel_logs",
+        &format!(
+            "{typed} AND (Body = '' OR SeverityNumber = 0 OR SeverityText NOT IN \
+             ('DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'))"
+        ),
+    )
+    .await;
+    assert_eq!(
+        unreadable, 0,
+        "typed events without a body or an SDK severity text"
+    );
+    // The demo uses the current names only: nothing deprecated, unknown or rejected.
+    let warned = count_where(
+        &db,
+        "otel_logs",
+        "mapContains(LogAttributes, 'logbook.warnings') OR mapContains(LogAttributes, 'logbook.rejected')",
+    )
+    .await;
+    assert_eq!(warned, 0);
     // A sync run is a trace: a root span, a child per entity, an HTTP client span inside it.
     let roots = "ParentSpanId = '' AND SpanName LIKE 'integration sync %'";
     assert!(wait_for(&db, "otel_traces", roots, 1, Duration::from_secs(20)).await > 0);

@@ -2,6 +2,7 @@
 //! test server (see `harness`). Add modules here.
 
 mod api;
+mod contract;
 mod demo;
 mod durability;
 mod engine;

@@ -104,6 +104,32 @@ async fn migrate_creates_every_table_and_view_then_has_nothing_to_do() {
 }
 
 #[tokio::test]
+async fn an_errors_view_whose_condition_changed_is_replaced() {
+    let (db, config) = migrated("migrate_view_condition", "").await;
+    // As schema version 1 made it: mail failures were `failed`.
+    let views = logbook::schema::ddl::Ddl::new(&db.database).views();
+    let (_, sql) = views
+        .iter()
+        .find(|(name, _)| name == "mail_messages_errors_mv")
+        .unwrap();
+    let old = sql.replace("WHERE status = 'error'", "WHERE status = 'failed'");
+    assert_ne!(&old, sql);
+    for statement in ["DROP VIEW mail_messages_errors_mv SYNC", old.as_str()] {
+        db.client.query(statement).execute().await.unwrap();
+    }
+    let steps = migrator(&db, &config).run(false).await.unwrap();
+    let described: Vec<_> = steps.iter().map(|s| s.description.as_str()).collect();
+    assert_eq!(
+        described,
+        [
+            "replace materialized view mail_messages_errors_mv: WHERE status = 'error' instead of status = 'failed'",
+            "create materialized view mail_messages_errors_mv",
+        ]
+    );
+    assert_eq!(migrator(&db, &config).plan().await.unwrap(), vec![]);
+}
+
+#[tokio::test]
 async fn dry_run_changes_nothing() {
     let db = test_db("migrate_dry_run").await;
     let config = config_for(&db, "");
@@ -302,8 +328,8 @@ async fn error_outcomes_of_every_kind_reach_the_errors_table() {
         &db,
         schema::MailMessage {
             mailbox: "support@".into(),
-            direction: "outgoing".into(),
-            status: "failed".into(),
+            direction: "outbound".into(),
+            status: "error".into(),
             attempt: 3,
             error_message: "550 mailbox unavailable".into(),
             ..row_at(Ts::now())
@@ -343,7 +369,7 @@ async fn error_outcomes_of_every_kind_reach_the_errors_table() {
             rows[1].code.as_str(),
             rows[1].severity.as_str()
         ),
-        ("mail_messages", "outgoing attempt 3", "error")
+        ("mail_messages", "outbound attempt 3", "error")
     );
     let related: String = db
         .client

@@ -171,7 +171,7 @@ async fn example_service_rows_logs_and_spans_are_linked() {
     let tenant_is = format!("tenant = '{tenant}'");
     let runs = wait_for(&db, "integration_sync_runs", &tenant_is, 4, WITHIN).await;
     assert_eq!(runs, 4, "{}", logbook.stderr());
-    for status in ["created", "pending", "executing", "completed"] {
+    for status in ["created", "pending", "running", "completed"] {
         let condition =
             format!("{tenant_is} AND status = '{status}' AND service = 'example-integrator'");
         assert_eq!(

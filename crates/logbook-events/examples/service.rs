@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
             started_at,
             ..Default::default()
         };
-        for status in ["created", "pending", "executing"] {
+        for status in ["created", "pending", "running"] {
             telemetry.emit(&run(status));
             println!("sent integration_sync_runs status={status}");
         }
@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         let mail = MailMessage {
             id: RowId(uuid::Uuid::now_v7()),
             tenant: tenant.clone(),
-            direction: "outgoing".into(),
+            direction: "outbound".into(),
             mailbox: "billing@acme.example".into(),
             to: "customer@example.com".into(),
             subject: "Invoices synced".into(),

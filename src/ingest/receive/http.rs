@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt;
 
-use super::{Intake, IntakeError};
+use super::{Intake, IntakeError, Signal};
 
 /// Requests bigger than this are decoded off the async workers.
 const DECODE_INLINE_LIMIT: usize = 64 * 1024;
@@ -45,6 +45,9 @@ pub fn router(intake: Arc<Intake>) -> Router {
         .route("/v1/logs", post(logs))
         .route("/v1/traces", post(traces))
         .route_layer(middleware::from_fn_with_state(intake.clone(), authenticate))
+        // A dry run authenticates itself: it stores nothing, so its refusals are not counted.
+        .route("/v1/dry-run/logs", post(dry_run_logs))
+        .route("/v1/dry-run/traces", post(dry_run_traces))
         // The handlers read the body themselves, up to `max_request_size`.
         .layer(DefaultBodyLimit::disable())
         .with_state(intake)
@@ -93,6 +96,54 @@ async fn traces(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bod
     match result {
         Ok(partial) => encode(format, StatusCode::OK, &partial.traces_response()),
         Err(error) => refuse(&intake, "traces", format, error),
+    }
+}
+
+async fn dry_run_logs(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    dry_run(&intake, &headers, Signal::Logs, body).await
+}
+
+async fn dry_run_traces(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    dry_run(&intake, &headers, Signal::Traces, body).await
+}
+
+/// What an OTLP/JSON request would become, per record; authenticated like ingest (before the
+/// body is read), stores nothing and counts nothing.
+async fn dry_run(intake: &Intake, headers: &HeaderMap, signal: Signal, body: Body) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let result = async {
+        intake.authorize(authorization)?;
+        if request_format(headers)? != Format::Json {
+            return Err(IntakeError::Invalid(
+                "a dry run takes OTLP/JSON: send content-type application/json".into(),
+            ));
+        }
+        let body = read_body(body, intake.max_request_size).await?;
+        intake.dry_run(signal, &body)
+    }
+    .await;
+    match result {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(error) => {
+            let status = match error {
+                IntakeError::Unauthenticated => StatusCode::UNAUTHORIZED,
+                IntakeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                IntakeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let body = serde_json::json!({ "error": error.to_string() });
+            (status, axum::Json(body)).into_response()
+        }
     }
 }
 

@@ -23,9 +23,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 
 use crate::config::Secret;
+use crate::ingest::decode::{LogsRequest, TracesRequest};
 use crate::ingest::queue::envelope::Envelope;
 use crate::ingest::queue::{Queue, QueueError};
 use crate::ingest::redact::Redactor;
+use crate::ingest::route::dry_run::{self, Report};
 use crate::metrics::Metrics;
 
 /// How a request was refused; each maps to one HTTP status and one gRPC code.
@@ -294,6 +296,11 @@ impl Intake {
         }
     }
 
+    /// [`dry_run`] with this intake's redaction.
+    pub fn dry_run(&self, signal: Signal, json: &[u8]) -> Result<Report, IntakeError> {
+        dry_run(&self.redactor, signal, json)
+    }
+
     /// Counts a refused request, once, by reason. Its records are counted too where they were
     /// decoded ([`Self::logs`], [`Self::traces`]); refused before decoding, they are unknown.
     pub fn refused(&self, signal: &str, error: &IntakeError) {
@@ -323,6 +330,50 @@ impl IntakeError {
             IntakeError::Unavailable(_) => "unavailable",
         }
     }
+}
+
+/// Which OTLP signal a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Logs,
+    Traces,
+}
+
+/// The dry run of an OTLP/JSON request: checked, timed and redacted as an accepted request
+/// is, routed as the pipeline routes it, and stored nowhere.
+pub fn dry_run(redactor: &Redactor, signal: Signal, json: &[u8]) -> Result<Report, IntakeError> {
+    let invalid =
+        |e: &dyn std::fmt::Display| IntakeError::Invalid(format!("invalid OTLP JSON: {e}"));
+    let bytes = match signal {
+        Signal::Logs => {
+            let mut request: ExportLogsServiceRequest =
+                serde_json::from_slice(json).map_err(|e| invalid(&e))?;
+            let now = now_nanos();
+            for record in request
+                .resource_logs
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_logs)
+                .flat_map(|s| &mut s.log_records)
+            {
+                if record.time_unix_nano == 0 && record.observed_time_unix_nano == 0 {
+                    record.observed_time_unix_nano = now;
+                }
+            }
+            redactor.logs(&mut request);
+            prost::Message::encode_to_vec(&request)
+        }
+        Signal::Traces => {
+            let mut request: ExportTraceServiceRequest =
+                serde_json::from_slice(json).map_err(|e| invalid(&e))?;
+            redactor.traces(&mut request);
+            prost::Message::encode_to_vec(&request)
+        }
+    };
+    let damaged = |e: crate::ingest::decode::DecodeError| IntakeError::Invalid(e.to_string());
+    Ok(match signal {
+        Signal::Logs => dry_run::logs(&LogsRequest::decode(&bytes).map_err(damaged)?),
+        Signal::Traces => dry_run::traces(&TracesRequest::decode(&bytes).map_err(damaged)?),
+    })
 }
 
 /// How long a sender refused for a full queue should wait: 1 s, plus up to 29 s as the queue

@@ -103,6 +103,12 @@ fn sample<T: LogKind + DeserializeOwned>() -> T {
 
 /// Emits `row` through [`Telemetry::emit`] and routes what the exporter would have sent.
 fn emit_and_route<T: LogKind>(telemetry: &Telemetry, capture: &Capture, row: &T) -> T {
+    emit_and_read(telemetry, capture, row).0
+}
+
+/// [`emit_and_route`], with the record's `otel_logs` row. Every typed event reads well in a
+/// log viewer: a one-line body and the severity text an SDK sends with its number.
+fn emit_and_read<T: LogKind>(telemetry: &Telemetry, capture: &Capture, row: &T) -> (T, OtelLogRow) {
     telemetry.emit(row);
     let requests = std::mem::take(&mut *capture.requests.lock().unwrap());
     assert_eq!(requests.len(), 1, "{}", T::TABLE.name);
@@ -117,16 +123,29 @@ fn emit_and_route<T: LogKind>(telemetry: &Telemetry, capture: &Capture, row: &T)
         origin,
         &mut rows,
     );
-    assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
+    assert!(rows.findings.is_empty(), "{:?}", rows.findings);
     assert_eq!(rows.logs.rows, 1);
     let log = OtelLogRow::read_row(&mut rows.logs.bytes.as_slice()).unwrap();
     assert_eq!(Some(log.event_name.as_str()), T::TABLE.event_name);
+    assert!(
+        !log.body.is_empty() && !log.body.contains('\n'),
+        "{}: {:?}",
+        T::TABLE.name,
+        log.body
+    );
+    assert_eq!(
+        log.severity_text,
+        severity_text(log.severity_number),
+        "{}",
+        T::TABLE.name
+    );
+    assert!(log.severity_number > 0, "{}", T::TABLE.name);
     let typed = rows.table(T::TABLE).unwrap();
     assert_eq!(typed.rows, 1, "{} not routed", T::TABLE.name);
     let mut input = typed.bytes.as_slice();
     let routed = T::read_row(&mut input).unwrap();
     assert!(input.is_empty());
-    routed
+    (routed, log)
 }
 
 fn round_trips<T: LogKind + DeserializeOwned + Clone + PartialEq + Debug>() {
@@ -187,4 +206,49 @@ fn unset_time_id_and_severity_number_are_filled_in() {
     assert!(!routed.id.0.is_nil());
     assert_eq!(routed.trace_id, "");
     assert_eq!(routed.service, "svc-test");
+}
+
+#[test]
+fn typed_events_get_a_summary_body_and_the_severity_of_their_outcome() {
+    let (telemetry, capture) = captured();
+    let call = |outcome: &str, status_code| ApiCall {
+        bot: "billing-bot".into(),
+        method: "POST".into(),
+        url: "https://api.example.com/charge".into(),
+        status_code,
+        outcome: outcome.into(),
+        ..Default::default()
+    };
+    let (_, failed) = emit_and_read(&telemetry, &capture, &call("error", 502));
+    assert_eq!(
+        failed.body,
+        "POST https://api.example.com/charge → 502 (billing-bot)"
+    );
+    assert_eq!(
+        (failed.severity_text.as_str(), failed.severity_number),
+        ("ERROR", 17)
+    );
+    let (_, ok) = emit_and_read(&telemetry, &capture, &call("success", 200));
+    assert_eq!((ok.severity_text.as_str(), ok.severity_number), ("INFO", 9));
+    let retry = MailMessage {
+        direction: "outbound".into(),
+        mailbox: "billing".into(),
+        status: "error".into(),
+        attempt: 1,
+        ..Default::default()
+    };
+    let (_, warned) = emit_and_read(&telemetry, &capture, &retry);
+    assert_eq!(warned.severity_text, "WARN");
+    // A kind with its own severity keeps it, sent as the SDKs spell it.
+    let event = MonitoringEvent {
+        severity: "warning".into(),
+        message: "disk 90% full".into(),
+        ..Default::default()
+    };
+    let (routed, log) = emit_and_read(&telemetry, &capture, &event);
+    assert_eq!(
+        (log.severity_text.as_str(), log.body.as_str()),
+        ("WARN", "disk 90% full")
+    );
+    assert_eq!(routed.severity, "warning");
 }

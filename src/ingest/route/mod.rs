@@ -10,9 +10,12 @@
 //! Row ids are derived from the request's queue position and the record's index in it, so
 //! replaying the queue after a crash produces the very same rows.
 
+pub mod dry_run;
+pub mod findings;
 mod values;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use uuid::Uuid;
 
@@ -23,10 +26,11 @@ use crate::ingest::kind_metrics::Tally;
 use crate::schema::hex::HexId;
 use crate::schema::row_binary::{put_hex_id, put_str, put_varint};
 use crate::schema::{
-    KINDS, OTEL_LOGS, OTEL_TRACES, Raw, RecordView, Rejection, Source, TableDef, Ts, TypedRow,
-    severity_name, severity_number,
+    Deprecated, KINDS, OTEL_LOGS, OTEL_TRACES, Presence, Raw, RecordView, Rejection, Source,
+    TableDef, Ts, TypedRow, severity_name, severity_number,
 };
-use values::{any_to_raw, any_to_text, put_attributes, put_text};
+use findings::{Finding, Problem};
+use values::{any_to_raw, any_to_text, put_attributes, put_attributes_and, put_text};
 
 /// One table's rows of a batch, as RowBinary.
 #[derive(Debug, Default)]
@@ -42,8 +46,10 @@ pub struct Rows {
     pub spans: TableRows,
     /// One per log kind, in the order of [`KINDS`].
     pub typed: Vec<TableRows>,
-    /// Records that named a kind but did not fit it, with their time.
-    pub rejections: Vec<(Rejection, Ts)>,
+    /// What was found wrong with records: rejections, unknown names, deprecated spellings.
+    pub findings: Vec<Finding>,
+    /// For a dry run: the (record index, kind) of every typed row, in the order made.
+    pub made: Option<Vec<(u64, usize)>>,
     /// The typed rows' label values, for the kinds' counters once the rows are stored.
     pub tally: Tally,
 }
@@ -54,7 +60,8 @@ impl Default for Rows {
             logs: TableRows::default(),
             spans: TableRows::default(),
             typed: KINDS.iter().map(|_| TableRows::default()).collect(),
-            rejections: Vec::new(),
+            findings: Vec::new(),
+            made: None,
             tally: Tally::default(),
         }
     }
@@ -67,6 +74,17 @@ impl Rows {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The rejections among the findings.
+    pub fn rejections(&self) -> Vec<&Rejection> {
+        self.findings
+            .iter()
+            .filter_map(|f| match &f.problem {
+                Problem::Rejected(rejection) => Some(rejection),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Appends a row made elsewhere than from a record (logbook's own monitoring events).
@@ -112,7 +130,7 @@ impl Rows {
             rows.bytes.clear();
             rows.rows = 0;
         }
-        self.rejections.clear();
+        self.findings.clear();
         self.tally.clear();
     }
 
@@ -174,8 +192,14 @@ pub fn logs(request: &LogsRequest<'_>, origin: Origin, rows: &mut Rows) {
             for record in &scope_logs.log_records {
                 let time = record_time(record);
                 let id = origin.row_id(index, time);
-                index += 1;
+                let found = rows.findings.len();
                 let event = event_name(record);
+                let at = At {
+                    service: &resource.service,
+                    time,
+                    record: index,
+                };
+                index += 1;
                 if let Some(kind) = TypedRow::kind_of(event) {
                     let view = LogView {
                         context: Context::new(
@@ -188,8 +212,11 @@ pub fn logs(request: &LogsRequest<'_>, origin: Origin, rows: &mut Rows) {
                         record,
                         time,
                     };
-                    route_typed(kind, &view, time, rows);
+                    route_typed(kind, &view, &view.context, at, rows);
+                } else if let Some(problem) = findings::unknown_event(event) {
+                    rows.findings.push(at.finding(problem));
                 }
+                let notes = findings::attributes(&rows.findings[found..]);
                 let out = &mut rows.logs.bytes;
                 out.extend_from_slice(&time.0.to_le_bytes());
                 put_hex_id(out, record.trace_id);
@@ -205,7 +232,7 @@ pub fn logs(request: &LogsRequest<'_>, origin: Origin, rows: &mut Rows) {
                 put_str(out, scope.name);
                 put_str(out, scope.version);
                 out.extend_from_slice(&scope_map);
-                put_attributes(out, &record.attributes);
+                put_attributes_and(out, &record.attributes, &notes);
                 put_str(out, event);
                 rows.logs.rows += 1;
             }
@@ -222,8 +249,15 @@ pub fn traces(request: &TracesRequest<'_>, origin: Origin, rows: &mut Rows) {
             for span in &scope_spans.spans {
                 let time = nanos(span.start_time_unix_nano);
                 let id = origin.row_id(index, time);
+                let found = rows.findings.len();
+                let event = find_str(&span.attributes, "event.name");
+                let at = At {
+                    service: &resource.service,
+                    time,
+                    record: index,
+                };
                 index += 1;
-                if let Some(kind) = TypedRow::kind_of(find_str(&span.attributes, "event.name")) {
+                if let Some(kind) = TypedRow::kind_of(event) {
                     let view = SpanView {
                         context: Context::new(
                             &span.attributes,
@@ -234,9 +268,23 @@ pub fn traces(request: &TracesRequest<'_>, origin: Origin, rows: &mut Rows) {
                         ),
                         span,
                     };
-                    route_typed(kind, &view, time, rows);
+                    if KINDS[kind].from_spans() {
+                        route_typed(kind, &view, &view.context, at, rows);
+                    } else {
+                        rows.findings
+                            .push(at.finding(Problem::Rejected(not_from_spans(KINDS[kind]))));
+                    }
+                } else if let Some(problem) = findings::unknown_event(event) {
+                    rows.findings.push(at.finding(problem));
                 }
-                span_row(&mut rows.spans.bytes, span, &resource, &scope_spans.scope);
+                let notes = findings::attributes(&rows.findings[found..]);
+                span_row(
+                    &mut rows.spans.bytes,
+                    span,
+                    &resource,
+                    &scope_spans.scope,
+                    &notes,
+                );
                 rows.spans.rows += 1;
             }
         }
@@ -266,21 +314,77 @@ impl<'a> ResourceParts<'a> {
     }
 }
 
-/// Adds the row of kind `kind` built from `view`, or its rejection.
-fn route_typed(kind: usize, view: &dyn RecordView, time: Ts, rows: &mut Rows) {
+/// Which record a finding is about.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    service: &'a str,
+    time: Ts,
+    record: u64,
+}
+
+impl At<'_> {
+    fn finding(self, problem: Problem) -> Finding {
+        Finding {
+            service: self.service.to_owned(),
+            time: self.time,
+            record: self.record,
+            problem,
+        }
+    }
+}
+
+/// Adds the row of kind `kind` built from `view`, or its rejection, and what else was found.
+fn route_typed(
+    kind: usize,
+    view: &dyn RecordView,
+    context: &Context<'_>,
+    at: At<'_>,
+    rows: &mut Rows,
+) {
     let table = &mut rows.typed[kind];
     let start = table.bytes.len();
     match TypedRow::encode(kind, view, &mut table.bytes) {
         Ok(()) => {
             table.rows += 1;
             rows.tally.add(kind, &table.bytes[start..]);
+            if let Some(made) = &mut rows.made {
+                made.push((at.record, kind));
+            }
         }
-        Err(rejection) => rows.rejections.push((rejection, time)),
+        Err(rejection) => rows.findings.push(at.finding(Problem::Rejected(rejection))),
+    }
+    let deprecated = context
+        .deprecated
+        .take()
+        .into_iter()
+        .map(Problem::Deprecated);
+    let unknown = findings::unknown_attributes(KINDS[kind], context.attributes);
+    for problem in deprecated.chain(unknown) {
+        rows.findings.push(at.finding(problem));
     }
 }
 
-/// Writes the `otel_traces` row of a span.
-fn span_row(out: &mut Vec<u8>, span: &Span<'_>, resource: &ResourceParts<'_>, scope: &Scope<'_>) {
+/// Why a span cannot make a row of `table` (see [`TableDef::from_spans`]).
+fn not_from_spans(table: &'static TableDef) -> Rejection {
+    let column = table
+        .all_columns()
+        .find(|c| c.presence == Presence::Required && c.source == Some(Source::Body))
+        .map_or("", |c| c.name);
+    Rejection {
+        table: table.name,
+        column,
+        reason: "a span cannot make this kind's rows: the column is a log record's body; send a log record".into(),
+    }
+}
+
+/// Writes the `otel_traces` row of a span, with `notes` among its attributes.
+fn span_row(
+    out: &mut Vec<u8>,
+    span: &Span<'_>,
+    resource: &ResourceParts<'_>,
+    scope: &Scope<'_>,
+    notes: &[(&str, String)],
+) {
     const SPAN_KINDS: [&str; 6] = [
         "Unspecified",
         "Internal",
@@ -309,7 +413,7 @@ fn span_row(out: &mut Vec<u8>, span: &Span<'_>, resource: &ResourceParts<'_>, sc
     out.extend_from_slice(&resource.map);
     put_str(out, scope.name);
     put_str(out, scope.version);
-    put_attributes(out, &span.attributes);
+    put_attributes_and(out, &span.attributes, notes);
     let duration = span
         .end_time_unix_nano
         .saturating_sub(span.start_time_unix_nano);
@@ -385,6 +489,8 @@ struct Context<'a> {
     span_id: HexId,
     id: Uuid,
     table: &'static TableDef,
+    /// Deprecated names and values the kind's encoder met.
+    deprecated: RefCell<Vec<Deprecated>>,
 }
 
 impl<'a> Context<'a> {
@@ -402,6 +508,7 @@ impl<'a> Context<'a> {
             span_id: HexId::new(ids.1),
             id,
             table,
+            deprecated: RefCell::new(Vec::new()),
         }
     }
 
@@ -448,9 +555,13 @@ impl RecordView for LogView<'_> {
                 severity_number(self.record.severity_number, self.record.severity_text)
                     .map(|n| Raw::Int(n.into()))
             }
-            Source::Time => Some(Raw::Int(self.time.0)),
+            Source::Time => Some(Raw::Nanos(self.time.0)),
             _ => self.context.get(source),
         }
+    }
+
+    fn deprecated(&self, used: Deprecated) {
+        self.context.deprecated.borrow_mut().push(used);
     }
 }
 
@@ -466,8 +577,16 @@ impl SpanView<'_> {
         self.span.status.code == 2
     }
 
+    /// The span's own say on a column, ahead of its attributes: an Error status is the
+    /// kind's failure (`error`, the failure value of every kind) whatever an attribute says.
+    fn overriding(&self, name: &str) -> Option<Raw<'_>> {
+        (self.failed() && matches!(name, "logbook.outcome" | "logbook.status"))
+            .then(|| Raw::Str("error".into()))
+    }
+
     /// What the span itself says in place of an attribute it does not carry.
     fn derived(&self, name: &str) -> Option<Raw<'_>> {
+        let at = |n: u64| Some(Raw::Nanos(nanos(n).0));
         match name {
             "logbook.duration_ms" => {
                 let nanos =
@@ -476,9 +595,17 @@ impl SpanView<'_> {
                     i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX),
                 ))
             }
-            "logbook.outcome" => Some(Raw::Str(
-                if self.failed() { "error" } else { "success" }.into(),
-            )),
+            "logbook.outcome" => Some(Raw::Str("success".into())),
+            // A span that ended without error: the kind's success value, when it has one.
+            "logbook.status" => {
+                let status = self.context.table.column("status")?;
+                ["success", "completed", "created"]
+                    .into_iter()
+                    .find(|v| status.one_of.contains(v))
+                    .map(|v| Raw::Str(v.into()))
+            }
+            name if name.ends_with(".started_at") => at(self.span.start_time_unix_nano),
+            name if name.ends_with(".ended_at") => at(self.span.end_time_unix_nano),
             // OpenTelemetry records an exception as a span event named `exception`.
             "exception.message" | "exception.type" => self
                 .span
@@ -500,15 +627,22 @@ impl SpanView<'_> {
 impl RecordView for SpanView<'_> {
     fn get(&self, source: Source) -> Option<Raw<'_>> {
         match source {
-            Source::Attr(name) => self.context.attr(name).or_else(|| self.derived(name)),
+            Source::Attr(name) => self
+                .overriding(name)
+                .or_else(|| self.context.attr(name))
+                .or_else(|| self.derived(name)),
             Source::Body => None,
             Source::SeverityText => Some(Raw::Str(
                 if self.failed() { "error" } else { "info" }.into(),
             )),
             Source::SeverityNumber => Some(Raw::Int(if self.failed() { 17 } else { 9 })),
-            Source::Time => Some(Raw::Int(nanos(self.span.start_time_unix_nano).0)),
+            Source::Time => Some(Raw::Nanos(nanos(self.span.start_time_unix_nano).0)),
             _ => self.context.get(source),
         }
+    }
+
+    fn deprecated(&self, used: Deprecated) {
+        self.context.deprecated.borrow_mut().push(used);
     }
 }
 
@@ -520,13 +654,7 @@ fn environment<'a>(resource: &[KeyValue<'a>]) -> Option<Raw<'a>> {
 
 /// The attributes no column of `table` takes, for its `attributes` column.
 fn other_attributes<'a>(table: &TableDef, attributes: &[KeyValue<'a>]) -> Raw<'a> {
-    let mapped: Vec<&str> = table
-        .all_columns()
-        .filter_map(|c| match c.source {
-            Some(Source::Attr(name)) => Some(name),
-            _ => None,
-        })
-        .collect();
+    let mapped: Vec<&str> = table.attribute_names().collect();
     let pairs = attributes
         .iter()
         // `event.name` chose the kind and `logbook.id` is the row's id: neither is a field.
@@ -536,6 +664,8 @@ fn other_attributes<'a>(table: &TableDef, attributes: &[KeyValue<'a>]) -> Raw<'a
     Raw::Pairs(pairs)
 }
 
+#[cfg(test)]
+mod contract_tests;
 #[cfg(test)]
 mod emit_tests;
 #[cfg(test)]

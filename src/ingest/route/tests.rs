@@ -11,7 +11,7 @@ use crate::schema::{
     ApiCall, LogKind, OtelLogRow, OtelSpanRow, ServerLog, severity_name, severity_number,
 };
 
-fn kv(key: &str, value: Value) -> KeyValue {
+pub(super) fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue { value: Some(value) }),
@@ -19,11 +19,11 @@ fn kv(key: &str, value: Value) -> KeyValue {
     }
 }
 
-fn s(text: &str) -> Value {
+pub(super) fn s(text: &str) -> Value {
     Value::StringValue(text.into())
 }
 
-fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+pub(super) fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(Resource {
@@ -43,7 +43,7 @@ fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
     }
 }
 
-fn api_call(bot: &str) -> LogRecord {
+pub(super) fn api_call(bot: &str) -> LogRecord {
     LogRecord {
         time_unix_nano: 1_763_700_000_000_000_000,
         event_name: "logbook.api_call".into(),
@@ -66,28 +66,28 @@ const ORIGIN: Origin = Origin {
 };
 
 /// Routes a log request as the pipeline does: from its protobuf bytes.
-fn route_logs(request: ExportLogsServiceRequest, rows: &mut Rows) {
+pub(super) fn route_logs(request: ExportLogsServiceRequest, rows: &mut Rows) {
     let bytes = prost::Message::encode_to_vec(&request);
     logs(&LogsRequest::decode(&bytes).unwrap(), ORIGIN, rows);
 }
 
-fn route_traces(request: ExportTraceServiceRequest, rows: &mut Rows) {
+pub(super) fn route_traces(request: ExportTraceServiceRequest, rows: &mut Rows) {
     let bytes = prost::Message::encode_to_vec(&request);
     traces(&TracesRequest::decode(&bytes).unwrap(), ORIGIN, rows);
 }
 
 /// The first typed row of kind `K`, if the router made one.
-fn first_typed<K: LogKind>(rows: &Rows) -> Option<K> {
+pub(super) fn first_typed<K: LogKind>(rows: &Rows) -> Option<K> {
     let table = rows.table(K::TABLE)?;
     K::read_row(&mut table.bytes.as_slice())
 }
 
-fn typed_rows(rows: &Rows) -> usize {
+pub(super) fn typed_rows(rows: &Rows) -> usize {
     rows.typed.iter().map(|t| t.rows).sum()
 }
 
 /// Every `otel_logs` row, read back; the bytes hold exactly those rows.
-fn log_rows(rows: &Rows) -> Vec<OtelLogRow> {
+pub(super) fn log_rows(rows: &Rows) -> Vec<OtelLogRow> {
     let mut input = rows.logs.bytes.as_slice();
     let read: Vec<_> = (0..rows.logs.rows)
         .map(|_| OtelLogRow::read_row(&mut input).unwrap())
@@ -96,7 +96,7 @@ fn log_rows(rows: &Rows) -> Vec<OtelLogRow> {
     read
 }
 
-fn span_rows(rows: &Rows) -> Vec<OtelSpanRow> {
+pub(super) fn span_rows(rows: &Rows) -> Vec<OtelSpanRow> {
     let mut input = rows.spans.bytes.as_slice();
     let read: Vec<_> = (0..rows.spans.rows)
         .map(|_| OtelSpanRow::read_row(&mut input).unwrap())
@@ -106,7 +106,7 @@ fn span_rows(rows: &Rows) -> Vec<OtelSpanRow> {
 }
 
 /// A trace request of one span from the `bots` service.
-fn trace_request(span: Span) -> ExportTraceServiceRequest {
+pub(super) fn trace_request(span: Span) -> ExportTraceServiceRequest {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
@@ -127,7 +127,7 @@ fn trace_request(span: Span) -> ExportTraceServiceRequest {
 }
 
 /// An HTTP client span of a bot's call, named as an API call, that failed with an exception.
-fn api_call_span() -> Span {
+pub(super) fn api_call_span() -> Span {
     use opentelemetry_proto::tonic::trace::v1::{Status, span::Event};
     Span {
         trace_id: vec![0xab; 16],
@@ -162,7 +162,7 @@ fn a_span_naming_a_kind_becomes_its_row_with_what_the_span_says() {
     let mut rows = Rows::default();
     route_traces(trace_request(api_call_span()), &mut rows);
     assert_eq!(rows.spans.rows, 1, "the span itself is kept");
-    assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
+    assert!(rows.findings.is_empty(), "{:?}", rows.findings);
     let call: ApiCall = first_typed(&rows).expect("an api_calls row");
     assert_eq!(
         (call.bot.as_str(), call.method.as_str()),
@@ -213,15 +213,15 @@ fn a_span_naming_a_kind_without_its_required_attributes_is_rejected_but_kept() {
     route_traces(trace_request(span), &mut rows);
     assert_eq!(rows.spans.rows, 1);
     assert_eq!(typed_rows(&rows), 0);
-    assert_eq!(rows.rejections.len(), 1);
-    assert_eq!(rows.rejections[0].0.column, "url");
+    assert_eq!(rows.rejections().len(), 1);
+    assert_eq!(rows.rejections()[0].column, "url");
     // A span that names no kind is only a span.
     let mut span = api_call_span();
     span.attributes.retain(|kv| kv.key != "event.name");
     let mut rows = Rows::default();
     route_traces(trace_request(span), &mut rows);
     assert_eq!(
-        (rows.spans.rows, typed_rows(&rows), rows.rejections.len()),
+        (rows.spans.rows, typed_rows(&rows), rows.rejections().len()),
         (1, 0, 0)
     );
 }
@@ -232,7 +232,7 @@ fn a_kind_record_becomes_an_otel_row_and_a_typed_row() {
     route_logs(request(vec![api_call("helpdesk")]), &mut rows);
     assert_eq!(rows.logs.rows, 1);
     assert_eq!(typed_rows(&rows), 1);
-    assert!(rows.rejections.is_empty());
+    assert!(rows.rejections().is_empty());
     let log = &log_rows(&rows)[0];
     assert_eq!(log.service_name, "bots");
     assert_eq!(log.event_name, "logbook.api_call");
@@ -298,8 +298,8 @@ fn a_record_missing_a_required_attribute_is_rejected_but_kept_in_otel_logs() {
     route_logs(request(vec![record]), &mut rows);
     assert_eq!(rows.logs.rows, 1);
     assert_eq!(typed_rows(&rows), 0);
-    assert_eq!(rows.rejections.len(), 1);
-    assert_eq!(rows.rejections[0].0.column, "bot");
+    assert_eq!(rows.rejections().len(), 1);
+    assert_eq!(rows.rejections()[0].column, "bot");
 }
 
 #[test]
@@ -333,7 +333,7 @@ fn server_log_fields_hold_the_unmapped_attributes_and_severity_is_named() {
     };
     let mut rows = Rows::default();
     route_logs(request(vec![record]), &mut rows);
-    assert!(rows.rejections.is_empty(), "{:?}", rows.rejections);
+    assert!(rows.findings.is_empty(), "{:?}", rows.findings);
     let line: ServerLog = first_typed(&rows).expect("a server_logs row");
     assert_eq!(line.level, "warning");
     assert_eq!(line.severity_number, 13);
@@ -508,7 +508,7 @@ fn a_rejected_record_leaves_no_partial_row_behind() {
         request(vec![api_call("good"), bad, api_call("after")]),
         &mut rows,
     );
-    assert_eq!(rows.rejections.len(), 1);
+    assert_eq!(rows.rejections().len(), 1);
     let table = rows.table(ApiCall::TABLE).unwrap();
     let mut input = table.bytes.as_slice();
     let bots: Vec<_> = (0..table.rows)

@@ -69,6 +69,32 @@ pub fn put_attributes(out: &mut Vec<u8>, attributes: &[KeyValue<'_>]) {
     }
 }
 
+/// Attributes as [`put_attributes`] writes them, plus `extra` pairs (logbook's own notes on
+/// the record). Attributes the sender gave the same names are left out.
+pub fn put_attributes_and(
+    out: &mut Vec<u8>,
+    attributes: &[KeyValue<'_>],
+    extra: &[(&str, String)],
+) {
+    if extra.is_empty() {
+        return put_attributes(out, attributes);
+    }
+    let kept = || {
+        attributes
+            .iter()
+            .filter(|kv| !extra.iter().any(|(key, _)| *key == kv.key))
+    };
+    put_varint(out, (kept().count() + extra.len()) as u64);
+    for kv in kept() {
+        put_str(out, kv.key);
+        put_text(out, &kv.value);
+    }
+    for (key, value) in extra {
+        put_str(out, key);
+        put_str(out, value);
+    }
+}
+
 /// [`any_to_text`] as a RowBinary `String`; strings and integers (most values) without an
 /// intermediate `String`.
 pub fn put_text(out: &mut Vec<u8>, value: &AnyValue<'_>) {

@@ -1,13 +1,18 @@
 //! Every log kind of the reference documents, each defined once.
 //!
 //! A column line reads: `name: RustType = "ClickHouse type", source, presence, role`, with an
-//! optional `one_of [...]` for enumerations. Attribute names follow the OpenTelemetry semantic
+//! optional `one_of [...]` for enumerations, `renamed_from [...]` for attribute names it was
+//! read from before and `old_values ["old" => "new"]` for old spellings of its values (both
+//! still accepted, counted as deprecated). A kind also says how its typed events read in a
+//! log viewer: `summary` (the one-line body the emitter sends) and `severity` (from the
+//! row's outcome). Attribute names follow the OpenTelemetry semantic
 //! conventions where one exists (`http.request.method`, `url.full`, `user.name`,
 //! `exception.message`, …) and the `logbook.*` namespace otherwise (docs/schema.md lists them).
 
 use super::{
-    ColumnDef, ErrorMapping, FieldValue, INSERTED_TABLE_SETTINGS, LabelValue, LogKind, MetricLabel,
-    Presence, RecordView, Rejection, Role, RowId, Source, TableDef, Ts, attr, days, encode,
+    ColumnDef, ERROR, ErrorMapping, FieldValue, INFO, INSERTED_TABLE_SETTINGS, LabelValue, LogKind,
+    MetricLabel, Presence, RecordView, Rejection, Role, RowId, Source, TableDef, Ts, WARN, attr,
+    days, encode,
 };
 
 /// A label of a kind's counter: a column (`bot`) or a value derived from one
@@ -39,13 +44,17 @@ macro_rules! log_kind {
             ttl: $ttl:expr,
             order_by: $order_by:literal,
             errors: $errors:expr,
+            summary: $summary:expr,
+            severity: $severity:expr,
             labels: [$($label:ident $(($label_column:ident))?),* $(,)?] $(,)?
         }
         columns {
             $(
                 $(#[doc = $doc:literal])*
                 $field:ident: $ty:ty = $ch:literal, $source:expr, $presence:ident, $role:ident
-                    $(, one_of [$($allowed:literal),* $(,)?])?;
+                    $(, one_of [$($allowed:literal),* $(,)?])?
+                    $(, renamed_from [$($old_name:literal),* $(,)?])?
+                    $(, old_values [$($old_value:literal => $new_value:literal),* $(,)?])?;
             )*
         }
     ) => {
@@ -78,6 +87,8 @@ macro_rules! log_kind {
                     presence: Presence::$presence,
                     role: Role::$role,
                     one_of: &[$($($allowed),*)?],
+                    renamed_from: &[$($($old_name),*)?],
+                    old_values: &[$($(($old_value, $new_value)),*)?],
                 }),*],
                 indexes: &[],
                 engine: "MergeTree",
@@ -90,6 +101,16 @@ macro_rules! log_kind {
                 errors: $errors,
                 metric_labels: &[$(metric_label!($label $(, $label_column)?)),*],
             };
+
+            fn summary(&self) -> String {
+                let summary: fn(&Self) -> String = $summary;
+                summary(self)
+            }
+
+            fn severity(&self) -> u8 {
+                let severity: fn(&Self) -> u8 = $severity;
+                severity(self)
+            }
 
             fn encode_record(record: &dyn RecordView, out: &mut Vec<u8>) -> Result<(), Rejection> {
                 let table = Self::TABLE;
@@ -188,6 +209,13 @@ macro_rules! registry {
                 KINDS.iter().position(|t| t.event_name == Some(event))
             }
 
+            /// Takes one row of kind `kind` off the front of `input`.
+            pub fn read(kind: usize, input: &mut &[u8]) -> Option<TypedRow> {
+                const READERS: &[fn(&mut &[u8]) -> Option<TypedRow>] =
+                    &[$(|input| <$kind as LogKind>::read_row(input).map(TypedRow::$kind)),*];
+                READERS.get(kind)?(input)
+            }
+
             /// Appends the RowBinary row of kind `kind` (see [`TypedRow::kind_of`]) that
             /// `record` makes, or its rejection.
             pub fn encode(kind: usize, record: &dyn RecordView, out: &mut Vec<u8>) -> Result<(), Rejection> {
@@ -251,8 +279,34 @@ macro_rules! for_each_kind {
 
 for_each_kind!(registry);
 
+// Attributes several kinds share: one name and one value set for one meaning.
 const ERROR_MESSAGE: &str = "exception.message";
+/// A kind's lifecycle or outcome; a failure is `error` in every kind.
 const STATUS: &str = "logbook.status";
+/// `inbound` or `outbound` in every kind.
+const DIRECTION: &str = "logbook.direction";
+/// Delivery attempt number, from 1.
+const ATTEMPT: &str = "logbook.attempt";
+
+/// A status code in a summary; 0 is no answer.
+fn answer(status_code: u16) -> String {
+    match status_code {
+        0 => "no answer".to_owned(),
+        code => code.to_string(),
+    }
+}
+
+/// `: <error message>`, or nothing without one.
+fn because(error_message: &str) -> String {
+    match error_message {
+        "" => String::new(),
+        message => format!(": {message}"),
+    }
+}
+
+fn failure(failed: bool) -> u8 {
+    if failed { ERROR } else { INFO }
+}
 
 log_kind! {
     /// Calls a bot or application made to an external API, with request and response.
@@ -263,6 +317,8 @@ log_kind! {
         ttl: days(7),
         order_by: "(bot, outcome, time)",
         errors: Some(ErrorMapping { when: "outcome = 'error'", source: "bot", code: "toString(status_code)", message: "if(error_message = '', response_body, error_message)", severity: "'error'" }),
+        summary: |r| format!("{} {} → {} ({})", r.method, r.url, answer(r.status_code), r.bot),
+        severity: |r| failure(r.outcome == "error"),
         labels: [bot, method, status_class(status_code), outcome],
     }
     columns {
@@ -302,6 +358,8 @@ log_kind! {
         ttl: days(30),
         order_by: "(integration, status, time)",
         errors: Some(ErrorMapping { when: "status = 'error'", source: "integration", code: "entity", message: "error_message", severity: "'error'" }),
+        summary: |r| format!("{} {} sync {}: {} found, {} created, {} updated, {} failed{}", r.integration, r.entity, r.status, r.found, r.created, r.updated, r.failed, because(&r.error_message)),
+        severity: |r| if r.status == "error" { ERROR } else if r.failed > 0 { WARN } else { INFO },
         labels: [integration, status],
     }
     columns {
@@ -311,8 +369,8 @@ log_kind! {
         integration_tenant: String = "String CODEC(ZSTD(1))", attr("logbook.integration.tenant"), Optional, Filter;
         /// Entity synced (agents, users, devices, licences, …).
         entity: String = "LowCardinality(String)", attr("logbook.integration.entity"), Optional, Filter;
-        /// Lifecycle state: created → pending → executing → completed, or error.
-        status: String = "LowCardinality(String)", attr(STATUS), Required, Filter, one_of ["created", "pending", "executing", "completed", "error"];
+        /// Lifecycle state: created → pending → running → completed, or error.
+        status: String = "LowCardinality(String)", attr(STATUS), Required, Filter, one_of ["created", "pending", "running", "completed", "error"], old_values ["executing" => "running"];
         /// Mappings found for the entity.
         mappings_found: u32 = "UInt32", attr("logbook.sync.mappings_found"), Optional, Plain;
         /// Records found at the source.
@@ -345,6 +403,8 @@ log_kind! {
         ttl: days(30),
         order_by: "(integration, entity_type, time)",
         errors: Some(ErrorMapping { when: "1", source: "integration", code: "failure_type", message: "message", severity: "'error'" }),
+        summary: |r| format!("{} {} {} failed: {}", r.integration, r.entity_type, r.entity_id, r.message),
+        severity: |_| ERROR,
         labels: [integration, entity_type],
     }
     columns {
@@ -370,11 +430,13 @@ log_kind! {
         ttl: days(30),
         order_by: "(direction, integration, status, time)",
         errors: Some(ErrorMapping { when: "status = 'error'", source: "integration", code: "toString(status_code)", message: "if(error_message = '', response, error_message)", severity: "'error'" }),
+        summary: |r| format!("{} {} {} {} → {} ({}){}", r.direction, r.integration, r.method, r.url, answer(r.status_code), r.status, because(&r.error_message)),
+        severity: |r| failure(r.status == "error"),
         labels: [direction, integration, status],
     }
     columns {
         /// inbound (webhook into the product) or outbound (post to the integration's API).
-        direction: String = "LowCardinality(String)", attr("logbook.direction"), Required, Filter, one_of ["inbound", "outbound"];
+        direction: String = "LowCardinality(String)", attr(DIRECTION), Required, Filter, one_of ["inbound", "outbound"], old_values ["incoming" => "inbound", "outgoing" => "outbound"];
         /// Integration module.
         integration: String = "LowCardinality(String)", attr("logbook.integration.name"), Required, Filter;
         /// Type of sync or entity updated by the request.
@@ -405,6 +467,8 @@ log_kind! {
         ttl: days(30),
         order_by: "(forced, time)",
         errors: None,
+        summary: |r| format!("task scheduler {} run: {} tasks queued", if r.forced { "forced" } else { "scheduled" }, r.tasks_queued),
+        severity: |_| INFO,
         labels: [forced],
     }
     columns {
@@ -427,12 +491,14 @@ log_kind! {
         reference: "backend-services-monitoring.txt: Incoming Log / Outgoing Log",
         ttl: days(30),
         order_by: "(direction, mailbox, status, time)",
-        errors: Some(ErrorMapping { when: "status = 'failed'", source: "mailbox", code: "concat(direction, ' attempt ', toString(attempt))", message: "error_message", severity: "if(attempt >= 3, 'error', 'warning')" }),
+        errors: Some(ErrorMapping { when: "status = 'error'", source: "mailbox", code: "concat(direction, ' attempt ', toString(attempt))", message: "error_message", severity: "if(attempt >= 3, 'error', 'warning')" }),
+        summary: |r| format!("{} mail {} attempt {}: {} \"{}\"{}", r.direction, r.mailbox, r.attempt, r.status, r.subject, because(&r.error_message)),
+        severity: |r| match (r.status.as_str(), r.attempt) { ("error", 3..) => ERROR, ("error", _) => WARN, _ => INFO },
         labels: [direction, status],
     }
     columns {
-        /// incoming or outgoing.
-        direction: String = "LowCardinality(String)", attr("logbook.direction"), Required, Filter, one_of ["incoming", "outgoing"];
+        /// inbound (received) or outbound (sent).
+        direction: String = "LowCardinality(String)", attr(DIRECTION), Required, Filter, one_of ["inbound", "outbound"], old_values ["incoming" => "inbound", "outgoing" => "outbound"];
         /// Mailbox received into or sent from.
         mailbox: String = "LowCardinality(String)", attr("logbook.mail.mailbox"), Required, Filter;
         /// The mail's id (searchable from schedule occurrences and bulk mail).
@@ -443,10 +509,10 @@ log_kind! {
         to: String = "String CODEC(ZSTD(1))", attr("logbook.mail.to"), Optional, Search;
         /// Subject line.
         subject: String = "String CODEC(ZSTD(1))", attr("logbook.mail.subject"), Optional, Search;
-        /// pending, processed (incoming), sent (outgoing) or failed.
-        status: String = "LowCardinality(String)", attr(STATUS), Required, Filter, one_of ["pending", "processed", "sent", "failed"];
+        /// pending, processed (inbound), sent (outbound) or error.
+        status: String = "LowCardinality(String)", attr(STATUS), Required, Filter, one_of ["pending", "processed", "sent", "error"], old_values ["failed" => "error"];
         /// Attempt number, 1 to 3.
-        attempt: u8 = "UInt8", attr("logbook.mail.attempt"), Optional, Filter;
+        attempt: u8 = "UInt8", attr(ATTEMPT), Optional, Filter, renamed_from ["logbook.mail.attempt"];
         /// Mail campaign this mail belongs to, if any.
         campaign_id: String = "String CODEC(ZSTD(1))", attr("logbook.mail.campaign_id"), Optional, Filter;
         /// How the mail was processed, step by step.
@@ -465,6 +531,8 @@ log_kind! {
         ttl: days(30),
         order_by: "(event_type, time)",
         errors: None,
+        summary: |r| format!("{}: {} ({} created)", r.event_type, r.description, r.creation_count),
+        severity: |_| INFO,
         labels: [event_type],
     }
     columns {
@@ -491,7 +559,9 @@ log_kind! {
         reference: "backend-services-monitoring.txt: Automation Log",
         ttl: days(30),
         order_by: "(action, status, time)",
-        errors: Some(ErrorMapping { when: "status = 'failed'", source: "action", code: "workflow_id", message: "error_message", severity: "'error'" }),
+        errors: Some(ErrorMapping { when: "status = 'error'", source: "action", code: "workflow_id", message: "error_message", severity: "'error'" }),
+        summary: |r| format!("{} {}{}", r.action, r.status, because(&r.error_message)),
+        severity: |r| failure(r.status == "error"),
         labels: [status],
     }
     columns {
@@ -505,8 +575,8 @@ log_kind! {
         runbook_id: String = "String CODEC(ZSTD(1))", attr("logbook.automation.runbook_id"), Optional, Filter;
         /// Ticket the automation ran for.
         ticket_ref: String = "String CODEC(ZSTD(1))", attr("logbook.ticket.id"), Optional, Filter;
-        /// queued, running, completed or failed.
-        status: String = "LowCardinality(String)", attr(STATUS), Required, Filter, one_of ["queued", "running", "completed", "failed"];
+        /// queued, running, completed or error.
+        status: String = "LowCardinality(String)", attr(STATUS), Required, Filter, one_of ["queued", "running", "completed", "error"], old_values ["failed" => "error"];
         /// The automation's payload, redacted and size-limited.
         payload: String = "String CODEC(ZSTD(3))", attr("logbook.request.body"), Optional, Search;
         /// How it was processed.
@@ -524,7 +594,9 @@ log_kind! {
         reference: "backend-services-monitoring.txt: Schedule Occurrence Log",
         ttl: days(30),
         order_by: "(entity_type, status, time)",
-        errors: Some(ErrorMapping { when: "status = 'failed'", source: "entity_type", code: "source_id", message: "error_message", severity: "'error'" }),
+        errors: Some(ErrorMapping { when: "status = 'error'", source: "entity_type", code: "source_id", message: "error_message", severity: "'error'" }),
+        summary: |r| format!("{} {}: {}{}", r.entity_type, r.status, r.description, because(&r.error_message)),
+        severity: |r| failure(r.status == "error"),
         labels: [status],
     }
     columns {
@@ -536,8 +608,8 @@ log_kind! {
         source_id: String = "String CODEC(ZSTD(1))", attr("logbook.schedule.source_id"), Optional, Filter;
         /// Id of what was created (ticket id, or the outgoing mail id for a report).
         created_id: String = "String CODEC(ZSTD(1))", attr("logbook.schedule.created_id"), Optional, Filter;
-        /// created or failed.
-        status: String = "LowCardinality(String)", attr(STATUS), Required, Filter, one_of ["created", "failed"];
+        /// created or error.
+        status: String = "LowCardinality(String)", attr(STATUS), Required, Filter, one_of ["created", "error"], old_values ["failed" => "error"];
         /// Why creation failed.
         error_message: String = "String CODEC(ZSTD(1))", attr(ERROR_MESSAGE), Optional, Search;
     }
@@ -552,6 +624,8 @@ log_kind! {
         ttl: days(30),
         order_by: "(campaign_id, time)",
         errors: Some(ErrorMapping { when: "failed > 0", source: "mailbox", code: "campaign_id", message: "concat(toString(failed), ' of ', toString(recipients_total), ' recipients failed')", severity: "if(sent = 0, 'error', 'warning')" }),
+        summary: |r| format!("campaign {}: {} of {} sent, {} failed", r.campaign_id, r.sent, r.recipients_total, r.failed),
+        severity: |r| match (r.failed, r.sent) { (0, _) => INFO, (_, 0) => ERROR, _ => WARN },
         labels: [],
     }
     columns {
@@ -579,6 +653,8 @@ log_kind! {
         ttl: days(30),
         order_by: "(severity_number, log_type, time)",
         errors: Some(ErrorMapping { when: "severity_number >= 17", source: "log_type", code: "severity", message: "message", severity: "severity" }),
+        summary: |r| r.message.clone(),
+        severity: |r| r.severity_number,
         labels: [severity, log_type],
     }
     columns {
@@ -604,6 +680,8 @@ log_kind! {
         ttl: days(365),
         order_by: "(category, event_type, time)",
         errors: None,
+        summary: |r| format!("{} {} {}: {}", r.actor_name, r.event_type, r.category, r.summary),
+        severity: |_| INFO,
         labels: [category],
     }
     columns {
@@ -633,6 +711,8 @@ log_kind! {
         ttl: days(365),
         order_by: "(category, portal, time)",
         errors: Some(ErrorMapping { when: "category = 'login_failed'", source: "portal", code: "category", message: "concat('failed login for ', user_name, ' from ', ip)", severity: "'warning'" }),
+        summary: |r| format!("{} {} ({} portal) from {}", r.category, r.user_name, r.portal, r.ip),
+        severity: |r| if r.category == "login_failed" { WARN } else { INFO },
         labels: [category],
     }
     columns {
@@ -666,6 +746,8 @@ log_kind! {
         ttl: days(30),
         order_by: "(webhook_name, time)",
         errors: Some(ErrorMapping { when: "1", source: "webhook_name", code: "toString(status_code)", message: "error_message", severity: "'error'" }),
+        summary: |r| format!("webhook {} {} → {} attempt {}: {}", r.webhook_name, r.url, answer(r.status_code), r.attempt, r.error_message),
+        severity: |_| ERROR,
         labels: [webhook_name],
     }
     columns {
@@ -678,7 +760,7 @@ log_kind! {
         /// HTTP status answered, 0 when unreachable.
         status_code: u16 = "UInt16", attr("http.response.status_code"), Optional, Filter;
         /// Attempt number.
-        attempt: u8 = "UInt8", attr("logbook.attempt"), Optional, Plain;
+        attempt: u8 = "UInt8", attr(ATTEMPT), Optional, Plain;
         /// Payload sent, redacted and size-limited.
         payload: String = "String CODEC(ZSTD(3))", attr("logbook.request.body"), Optional, Plain;
         /// Why delivery failed.
@@ -695,6 +777,8 @@ log_kind! {
         ttl: None,
         order_by: "(category, level, time)",
         errors: Some(ErrorMapping { when: "severity_number >= 17", source: "category", code: "logger", message: "message", severity: "level" }),
+        summary: |r| r.message.clone(),
+        severity: |r| r.severity_number,
         labels: [category, level],
     }
     columns {
@@ -704,8 +788,8 @@ log_kind! {
         level: String = "LowCardinality(String)", Source::SeverityText, Required, Filter, one_of ["trace", "debug", "info", "warning", "error", "critical"];
         /// OpenTelemetry severity number 1–24.
         severity_number: u8 = "UInt8", Source::SeverityNumber, Required, Filter;
-        /// Logger (module or class) that wrote the line.
-        logger: String = "LowCardinality(String)", attr("code.namespace"), Optional, Filter;
+        /// Logger (module, class or function) that wrote the line.
+        logger: String = "LowCardinality(String)", attr("code.function.name"), Optional, Filter, renamed_from ["code.namespace"];
         /// The log message.
         message: String = "String CODEC(ZSTD(1))", Source::Body, Required, Search;
         /// Every other attribute of the record, as text.
@@ -724,6 +808,8 @@ log_kind! {
         ttl: days(365),
         order_by: "(integration, time)",
         errors: None,
+        summary: |r| format!("{} {} (sync every {} s) by {}", r.integration, r.change, r.sync_interval_s, r.actor),
+        severity: |_| INFO,
         labels: [integration, change],
     }
     columns {

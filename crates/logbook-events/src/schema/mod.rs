@@ -15,8 +15,8 @@ pub mod value;
 
 pub use kinds::*;
 pub use labels::{LabelValue, MetricLabel};
-pub use severity::{severity_name, severity_number};
-pub use value::{FieldValue, Raw, RecordView, RowId, Source, Ts, attr};
+pub use severity::{ERROR, INFO, WARN, severity_name, severity_number, severity_text};
+pub use value::{COERCIONS, FieldValue, Raw, RecordView, RowId, Source, Ts, attr};
 
 use std::time::Duration;
 
@@ -50,6 +50,11 @@ pub struct ColumnDef {
     pub role: Role,
     /// The only values accepted, when the column is an enumeration.
     pub one_of: &'static [&'static str],
+    /// Attribute names the column was read from before (still read, counted as deprecated).
+    pub renamed_from: &'static [&'static str],
+    /// Old spellings of `one_of` values, with the value each now stands for (still accepted,
+    /// counted as deprecated).
+    pub old_values: &'static [(&'static str, &'static str)],
 }
 
 impl ColumnDef {
@@ -109,6 +114,25 @@ pub struct TableDef {
 }
 
 impl TableDef {
+    /// Whether a span can make a row of this kind: not when a required column comes from a
+    /// log record's body, which spans do not have.
+    pub fn from_spans(&self) -> bool {
+        !self
+            .all_columns()
+            .any(|c| c.presence == Presence::Required && c.source == Some(Source::Body))
+    }
+
+    /// Every attribute name the kind reads, current and deprecated.
+    pub fn attribute_names(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.all_columns().flat_map(|c| {
+            let current = match c.source {
+                Some(Source::Attr(name)) => Some(name),
+                _ => None,
+            };
+            current.into_iter().chain(c.renamed_from.iter().copied())
+        })
+    }
+
     pub fn all_columns(&self) -> impl Iterator<Item = &'static ColumnDef> + use<> {
         let common: &'static [ColumnDef] = if self.common_columns {
             COMMON_COLUMNS
@@ -206,6 +230,8 @@ const fn common(
         presence: Presence::Optional,
         role,
         one_of: &[],
+        renamed_from: &[],
+        old_values: &[],
     }
 }
 
@@ -218,9 +244,25 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// A deprecated attribute name or value a record used (see [`ColumnDef::renamed_from`] and
+/// [`ColumnDef::old_values`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deprecated {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub used: &'static str,
+    pub instead: &'static str,
+}
+
 /// A log kind: one typed table, its row struct, and the row's RowBinary encoding.
 pub trait LogKind: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + Sized {
     const TABLE: &'static TableDef;
+
+    /// One line a person reads in a log viewer, e.g. `POST https://… → 502 (billing-bot)`.
+    fn summary(&self) -> String;
+
+    /// The OpenTelemetry severity number (1–24) the row's outcome deserves.
+    fn severity(&self) -> u8;
 
     /// Appends the RowBinary row a record makes, or names the first column that is missing
     /// or malformed (and appends nothing).
@@ -253,7 +295,25 @@ pub fn encode<T: FieldValue>(
         reason,
     };
     let source = column.source.expect("routed columns have a source");
-    let Some(raw) = record.get(source) else {
+    let mut raw = record.get(source);
+    if raw.is_none() {
+        for &old in column.renamed_from {
+            if let Some(value) = record.get(Source::Attr(old)) {
+                let Source::Attr(instead) = source else {
+                    unreachable!("only attributes are renamed")
+                };
+                record.deprecated(Deprecated {
+                    table: table.name,
+                    column: column.name,
+                    used: old,
+                    instead,
+                });
+                raw = Some(value);
+                break;
+            }
+        }
+    }
+    let Some(mut raw) = raw else {
         return match column.presence {
             Presence::Required => Err(reject(format!("missing {}", describe(source)))),
             Presence::Optional => {
@@ -266,10 +326,20 @@ pub fn encode<T: FieldValue>(
         && !column.one_of.is_empty()
         && !column.one_of.contains(&s.as_ref())
     {
-        return Err(reject(format!(
-            "{s:?} is not one of {}",
-            column.one_of.join(", ")
-        )));
+        let Some(&(used, instead)) = column.old_values.iter().find(|(old, _)| *old == s.as_ref())
+        else {
+            return Err(reject(format!(
+                "{s:?} is not one of {}",
+                column.one_of.join(", ")
+            )));
+        };
+        record.deprecated(Deprecated {
+            table: table.name,
+            column: column.name,
+            used,
+            instead,
+        });
+        raw = Raw::Str(instead.into());
     }
     T::write_raw(raw, out).map_err(|e| reject(format!("{}: {e}", describe(source))))
 }

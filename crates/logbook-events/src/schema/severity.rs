@@ -1,5 +1,24 @@
 //! Severity: OpenTelemetry's numbers 1–24 and the six level names logbook stores.
 
+/// Severity numbers of the levels typed events are emitted at.
+pub const INFO: u8 = 9;
+pub const WARN: u8 = 13;
+pub const ERROR: u8 = 17;
+
+/// The text OpenTelemetry SDKs send with a severity number (`INFO`, `WARN`, `ERROR2`, …).
+pub fn severity_text(number: u8) -> &'static str {
+    const TEXTS: [&str; 24] = [
+        "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO",
+        "INFO2", "INFO3", "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3",
+        "ERROR4", "FATAL", "FATAL2", "FATAL3", "FATAL4",
+    ];
+    number
+        .checked_sub(1)
+        .and_then(|i| TEXTS.get(usize::from(i)))
+        .copied()
+        .unwrap_or("")
+}
+
 /// logbook's six level names from OpenTelemetry's severity number (or, without one, text).
 pub fn severity_name(number: i32, text: &str) -> Option<&'static str> {
     let number = severity_number(number, text)?;

@@ -51,6 +51,9 @@ pub enum Raw<'a> {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// A time the protocol gives in nanoseconds (a record's timestamp, a span's start):
+    /// taken as it is, without the unit check attributes get.
+    Nanos(i64),
     List(Vec<Raw<'a>>),
     Pairs(Vec<(Cow<'a, str>, Raw<'a>)>),
     Id(Uuid),
@@ -60,7 +63,7 @@ impl Raw<'_> {
     fn type_name(&self) -> &'static str {
         match self {
             Raw::Str(_) => "string",
-            Raw::Int(_) => "int",
+            Raw::Int(_) | Raw::Nanos(_) => "int",
             Raw::Float(_) => "double",
             Raw::Bool(_) => "bool",
             Raw::List(_) => "array",
@@ -73,7 +76,7 @@ impl Raw<'_> {
     pub fn to_text(&self) -> String {
         match self {
             Raw::Str(s) => s.to_string(),
-            Raw::Int(i) => i.to_string(),
+            Raw::Int(i) | Raw::Nanos(i) => i.to_string(),
             Raw::Float(f) => f.to_string(),
             Raw::Bool(b) => b.to_string(),
             Raw::Id(id) => id.to_string(),
@@ -95,10 +98,16 @@ impl Raw<'_> {
 /// What a record offers to a kind's `encode_record`.
 pub trait RecordView {
     fn get(&self, source: Source) -> Option<Raw<'_>>;
+
+    /// Told when the record used a deprecated attribute name or value.
+    fn deprecated(&self, _used: super::Deprecated) {}
 }
 
 /// A column's Rust type: converted from a [`Raw`] value, written and read as RowBinary.
 pub trait FieldValue: Sized + Default {
+    /// What values this type takes, for the data dictionary.
+    const ACCEPTS: &'static str;
+
     fn from_raw(raw: Raw<'_>) -> Result<Self, String>;
 
     fn write(&self, out: &mut Vec<u8>);
@@ -116,9 +125,15 @@ fn wrong(expected: &str, got: &Raw<'_>) -> String {
 }
 
 impl FieldValue for String {
+    const ACCEPTS: &'static str =
+        "a string; an int, double or bool as its text (`502`, `1.5`, `true`)";
+
     fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
         match raw {
             Raw::Str(s) => Ok(s.into_owned()),
+            Raw::Int(_) | Raw::Nanos(_) | Raw::Float(_) | Raw::Bool(_) | Raw::Id(_) => {
+                Ok(raw.to_text())
+            }
             other => Err(wrong("string", &other)),
         }
     }
@@ -137,22 +152,43 @@ impl FieldValue for String {
                 row_binary::put_str(out, &s);
                 Ok(())
             }
-            other => Err(wrong("string", &other)),
+            other => Self::from_raw(other).map(|text| row_binary::put_str(out, &text)),
         }
     }
 }
 
+/// An integer from an int, a double rounded to the nearest integer (dynamic languages'
+/// arithmetic makes doubles: `(t1 - t0) * 1000`) or a numeric string (OTLP/JSON and some
+/// SDKs send numbers as strings).
+fn whole_number(raw: &Raw<'_>) -> Result<i128, String> {
+    match raw {
+        Raw::Int(i) | Raw::Nanos(i) => Ok(i128::from(*i)),
+        Raw::Float(f) if f.is_finite() && f.abs() < 1e30 => Ok(f.round() as i128),
+        Raw::Float(f) => Err(format!("{f} is not a finite number")),
+        Raw::Str(s) => match s.trim().parse::<i128>() {
+            Ok(i) => Ok(i),
+            Err(_) => match s.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() => whole_number(&Raw::Float(f)),
+                _ => Err(format!("{s:?} is not a number")),
+            },
+        },
+        other => Err(wrong("int", other)),
+    }
+}
+
 macro_rules! unsigned_field {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $max:literal),*) => {$(
         impl FieldValue for $t {
+            const ACCEPTS: &'static str = concat!(
+                "an int, a double rounded to the nearest integer (`1234.6` → 1235) or a numeric \
+                 string (`\"502\"`), from 0 to ", $max, "; a negative or larger number is rejected"
+            );
+
             fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
-                match raw {
-                    Raw::Int(i) => <$t>::try_from(i)
-                        .map_err(|_| format!("{i} is out of range for {}", stringify!($t))),
-                    // OTLP/JSON and some SDKs send numbers as strings.
-                    Raw::Str(s) => s.trim().parse().map_err(|_| format!("{s:?} is not a number")),
-                    other => Err(wrong("int", &other)),
-                }
+                let i = whole_number(&raw)?;
+                <$t>::try_from(i).map_err(|_| {
+                    format!("{i} is out of range for {} (0 to {})", stringify!($t), <$t>::MAX)
+                })
             }
 
             fn write(&self, out: &mut Vec<u8>) {
@@ -165,13 +201,33 @@ macro_rules! unsigned_field {
         }
     )*};
 }
-unsigned_field!(u8, u16, u32, u64);
+unsigned_field!(u8 => "255", u16 => "65535", u32 => "4294967295", u64 => "18446744073709551615");
+
+/// What each column type accepts (its [`FieldValue::ACCEPTS`]), for the data dictionary.
+pub const COERCIONS: &[(&str, &str)] = &[
+    ("String", String::ACCEPTS),
+    ("UInt8", u8::ACCEPTS),
+    ("UInt16", u16::ACCEPTS),
+    ("UInt32", u32::ACCEPTS),
+    ("Bool", bool::ACCEPTS),
+    ("DateTime64(9, 'UTC')", Ts::ACCEPTS),
+    ("Array(String)", Vec::<String>::ACCEPTS),
+    ("Map(String, String)", Vec::<(String, String)>::ACCEPTS),
+    ("UUID", RowId::ACCEPTS),
+];
 
 impl FieldValue for bool {
+    const ACCEPTS: &'static str =
+        "a bool, the strings `true`/`false` (any case), or the ints 0 and 1";
+
     fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
         match raw {
             Raw::Bool(b) => Ok(b),
-            Raw::Str(s) if s == "true" || s == "false" => Ok(s == "true"),
+            Raw::Str(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+            Raw::Str(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+            Raw::Int(0) => Ok(false),
+            Raw::Int(1) => Ok(true),
+            Raw::Int(i) => Err(format!("{i} is not a bool (0 or 1)")),
             other => Err(wrong("bool", &other)),
         }
     }
@@ -186,18 +242,22 @@ impl FieldValue for bool {
 }
 
 impl FieldValue for Vec<String> {
+    const ACCEPTS: &'static str =
+        "an array whose items a String column accepts; a single scalar is an array of one";
+
     fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
         match raw {
             Raw::List(items) => items
                 .into_iter()
-                .map(|item| match item {
-                    Raw::Str(s) => Ok(s.into_owned()),
-                    Raw::Int(i) => Ok(i.to_string()),
-                    other => Err(wrong("array of strings", &other)),
-                })
+                .map(|item| String::from_raw(item).map_err(|e| format!("array item: {e}")))
                 .collect(),
             // A single id is a list of one.
-            Raw::Str(s) => Ok(vec![s.into_owned()]),
+            Raw::Str(_)
+            | Raw::Int(_)
+            | Raw::Nanos(_)
+            | Raw::Float(_)
+            | Raw::Bool(_)
+            | Raw::Id(_) => String::from_raw(raw).map(|s| vec![s]),
             other => Err(wrong("array", &other)),
         }
     }
@@ -216,6 +276,8 @@ impl FieldValue for Vec<String> {
 }
 
 impl FieldValue for Vec<(String, String)> {
+    const ACCEPTS: &'static str = "the record's other attributes, each value as text";
+
     fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
         match raw {
             Raw::Pairs(pairs) => Ok(pairs
@@ -274,16 +336,60 @@ impl From<time::OffsetDateTime> for Ts {
     }
 }
 
+/// Nanosecond times before this (1973-03-03) are taken for another unit: a time in
+/// seconds, milliseconds or microseconds read as nanoseconds would be stored as 1970.
+const EARLIEST_NANOS: i128 = 100_000_000_000_000_000;
+
+/// The unit a too-small epoch time was most likely given in, by its magnitude.
+fn likely_unit(value: i128) -> &'static str {
+    match value.abs() {
+        0..100_000_000_000 => "seconds",
+        100_000_000_000..100_000_000_000_000 => "milliseconds",
+        _ => "microseconds",
+    }
+}
+
+impl Ts {
+    /// Epoch nanoseconds, refusing a value in another unit (0 stays "unknown").
+    fn from_nanos(value: i128) -> Result<Ts, String> {
+        if value != 0 && value.abs() < EARLIEST_NANOS {
+            return Err(format!(
+                "{value} looks like Unix {}, not nanoseconds: send nanoseconds since the epoch \
+                 or an ISO-8601 time such as \"2025-01-31T12:00:00Z\"",
+                likely_unit(value)
+            ));
+        }
+        i64::try_from(value)
+            .map(Ts)
+            .map_err(|_| format!("{value} is out of range for a time in nanoseconds"))
+    }
+}
+
 impl FieldValue for Ts {
+    const ACCEPTS: &'static str = "Unix nanoseconds (an int or a numeric string) \
+        or an ISO-8601 / RFC 3339 time with its offset (`2025-01-31T12:00:00Z`); 0 means unknown. \
+        A number too small to be nanoseconds (seconds, milliseconds, microseconds) is rejected \
+        with the unit it looks like, never stored as 1970";
+
     fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
         match raw {
-            Raw::Int(ns) => Ok(Ts(ns)),
-            Raw::Str(s) => {
-                time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-                    .map(Ts::from)
-                    .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
-            }
-            other => Err(wrong("time", &other)),
+            Raw::Nanos(nanos) => Ok(Ts(nanos)),
+            Raw::Str(s) if s.contains(['-', ':']) => time::OffsetDateTime::parse(
+                s.trim(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map(Ts::from)
+            .map_err(|e| format!("{s:?} is not an ISO-8601 time with an offset: {e}")),
+            // A double cannot hold nanoseconds exactly: it is a time in seconds or an error.
+            Raw::Float(f) => Err(format!(
+                "{f} is a double: send a time as int nanoseconds or an ISO-8601 string{}",
+                if f.abs() < 1e11 {
+                    " (it looks like Unix seconds)"
+                } else {
+                    ""
+                }
+            )),
+            other => Ts::from_nanos(whole_number(&other)?),
         }
     }
 
@@ -327,6 +433,8 @@ impl<'de> Deserialize<'de> for RowId {
 }
 
 impl FieldValue for RowId {
+    const ACCEPTS: &'static str = "a UUID in text form (any version; UUIDv7 sorts by time)";
+
     fn from_raw(raw: Raw<'_>) -> Result<Self, String> {
         match raw {
             Raw::Id(id) => Ok(RowId(id)),
@@ -360,6 +468,7 @@ mod tests {
                 .unwrap_err()
                 .contains("out of range")
         );
+        assert!(u8::from_raw(Raw::Int(-1)).unwrap_err().contains("0 to 255"));
         assert_eq!(u8::from_raw(Raw::Str("3".into())), Ok(3));
         assert!(
             u32::from_raw(Raw::Bool(true))
@@ -369,21 +478,84 @@ mod tests {
     }
 
     #[test]
-    fn strings_refuse_other_types() {
+    fn doubles_are_rounded_to_integers() {
+        assert_eq!(u32::from_raw(Raw::Float(1234.0)), Ok(1234));
+        assert_eq!(u32::from_raw(Raw::Float(87.6)), Ok(88));
+        assert_eq!(u16::from_raw(Raw::Str("502.0".into())), Ok(502));
         assert!(
-            String::from_raw(Raw::Int(1))
+            u32::from_raw(Raw::Float(-3.0))
                 .unwrap_err()
-                .contains("got int")
+                .contains("out of range")
+        );
+        assert!(u32::from_raw(Raw::Float(f64::INFINITY)).is_err());
+        assert!(
+            u8::from_raw(Raw::Float(300.0))
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(u32::from_raw(Raw::Float(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn scalars_become_strings_and_bools_take_ints() {
+        assert_eq!(String::from_raw(Raw::Int(502)), Ok("502".into()));
+        assert_eq!(String::from_raw(Raw::Bool(true)), Ok("true".into()));
+        assert!(
+            String::from_raw(Raw::List(vec![]))
+                .unwrap_err()
+                .contains("got array")
+        );
+        assert_eq!(bool::from_raw(Raw::Int(1)), Ok(true));
+        assert_eq!(bool::from_raw(Raw::Str("FALSE".into())), Ok(false));
+        assert!(bool::from_raw(Raw::Int(2)).is_err());
+        assert_eq!(
+            Vec::<String>::from_raw(Raw::List(vec![Raw::Int(7), Raw::Str("a".into())])),
+            Ok(vec!["7".to_owned(), "a".to_owned()])
         );
     }
 
     #[test]
-    fn time_from_nanos_and_rfc3339() {
-        assert_eq!(Ts::from_raw(Raw::Int(5)), Ok(Ts(5)));
+    fn time_from_nanos_and_iso_8601() {
+        let nanos = 1_700_000_000_123_456_789;
+        assert_eq!(Ts::from_raw(Raw::Int(nanos)), Ok(Ts(nanos)));
         assert_eq!(
-            Ts::from_raw(Raw::Str("1970-01-01T00:00:01Z".into())),
-            Ok(Ts(1_000_000_000))
+            Ts::from_raw(Raw::Str(nanos.to_string().into())),
+            Ok(Ts(nanos))
         );
+        assert_eq!(Ts::from_raw(Raw::Int(0)), Ok(Ts(0)));
+        assert_eq!(
+            Ts::from_raw(Raw::Str("2023-11-14T22:13:20.123456789Z".into())),
+            Ok(Ts(nanos))
+        );
+        assert_eq!(
+            Ts::from_raw(Raw::Str("2023-11-14T23:13:20.123456789+01:00".into())),
+            Ok(Ts(nanos))
+        );
+        assert!(Ts::from_raw(Raw::Str("2023-11-14T22:13:20".into())).is_err());
+    }
+
+    #[test]
+    fn times_in_seconds_or_milliseconds_are_refused_with_their_unit() {
+        for (value, unit) in [
+            (Raw::Int(1_700_000_000), "seconds"),
+            (Raw::Float(1_700_000_000.25), "seconds"),
+            (Raw::Int(1_700_000_000_123), "milliseconds"),
+            (Raw::Str("1700000000123".into()), "milliseconds"),
+            (Raw::Int(1_700_000_000_123_456), "microseconds"),
+        ] {
+            let error = Ts::from_raw(value.clone()).unwrap_err();
+            assert!(error.contains(unit), "{value:?}: {error}");
+        }
+        assert!(
+            Ts::from_raw(Raw::Float(1.7e18))
+                .unwrap_err()
+                .contains("int nanoseconds")
+        );
+    }
+
+    #[test]
+    fn every_column_type_documents_its_coercions() {
+        assert!(COERCIONS.iter().all(|(_, accepts)| !accepts.is_empty()));
     }
 
     #[test]
@@ -434,6 +606,6 @@ mod tests {
         "x".to_owned().write(&mut converted);
         vec![("n".to_owned(), "3".to_owned())].write(&mut converted);
         assert_eq!(direct, converted);
-        assert!(String::write_raw(Raw::Int(1), &mut direct).is_err());
+        assert!(String::write_raw(Raw::List(vec![]), &mut direct).is_err());
     }
 }

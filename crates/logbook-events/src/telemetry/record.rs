@@ -12,7 +12,7 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::schema::{LogKind, Presence, Source, severity_name, severity_number};
+use crate::schema::{LogKind, Presence, Source, severity_number, severity_text};
 
 /// The attribute carrying the row's id, so a resent row keeps it.
 const ROW_ID: &str = "logbook.id";
@@ -28,7 +28,9 @@ const SEVERITIES: [Severity; 24] = {
 
 /// Writes `row` into `record` by its kind's column sources. The trace context is the row's
 /// own when it has a trace id, else `current`'s when that is valid. Service and environment
-/// come from the resource, not the row.
+/// come from the resource, not the row. A kind without a body column gets its one-line
+/// summary as body, and without a severity column the severity of its outcome, so typed
+/// events read well in a log viewer.
 pub(super) fn fill<T: LogKind>(
     row: &T,
     record: &mut impl LogRecord,
@@ -39,7 +41,8 @@ pub(super) fn fill<T: LogKind>(
     if let Some(event) = table.event_name {
         record.set_event_name(event);
     }
-    let (mut severity_text, mut severity) = ("", 0);
+    let (mut level, mut severity) = ("", 0);
+    let mut has_body = false;
     let (mut time, mut trace_id, mut span_id) = (0, "", "");
     for column in table.all_columns() {
         let (Some(source), Some(value)) = (column.source, fields.get(column.name)) else {
@@ -53,11 +56,12 @@ pub(super) fn fill<T: LogKind>(
                 }
             }
             Source::Body => {
+                has_body = true;
                 if let Some(value) = attribute(value, optional) {
                     record.set_body(value);
                 }
             }
-            Source::SeverityText => severity_text = value.as_str().unwrap_or_default(),
+            Source::SeverityText => level = value.as_str().unwrap_or_default(),
             Source::SeverityNumber => severity = value.as_i64().unwrap_or_default(),
             Source::Time => time = value.as_u64().unwrap_or_default(),
             Source::TraceId => trace_id = value.as_str().unwrap_or_default(),
@@ -81,13 +85,20 @@ pub(super) fn fill<T: LogKind>(
             Source::ServiceName | Source::Environment => {}
         }
     }
-    // The router's own reading of severities: a number wins, else the level's name.
+    if !has_body {
+        record.set_body(AnyValue::from(row.summary()));
+    }
+    // The router's own reading of severities: a number wins, else the level's name; a kind
+    // without either is as severe as its outcome.
     let number = i32::try_from(severity).unwrap_or_default();
-    if let Some(number) = severity_number(number, severity_text) {
-        record.set_severity_number(SEVERITIES[usize::from(number) - 1]);
-        if let Some(name) = severity_name(number.into(), "") {
-            record.set_severity_text(name);
-        }
+    let number = severity_number(number, level).unwrap_or_else(|| row.severity());
+    if let Some(&severity) = usize::from(number)
+        .checked_sub(1)
+        .and_then(|i| SEVERITIES.get(i))
+    {
+        record.set_severity_number(severity);
+        // The text SDKs send with the number (`WARN`, not `warning`).
+        record.set_severity_text(severity_text(number));
     }
     let now = SystemTime::now();
     record.set_observed_timestamp(now);
