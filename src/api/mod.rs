@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod config;
 mod error;
+mod findings;
 mod health;
 mod integrations;
 mod logs;
@@ -88,6 +89,7 @@ pub fn app(state: AppState, api: Arc<Api>) -> Router {
         .route("/api/v1/kinds", get(logs::kinds))
         .route("/api/v1/logs/{kind}", get(logs::list))
         .route("/api/v1/logs/{kind}/{id}", get(logs::detail))
+        .route("/api/v1/findings", get(findings::list))
         .route("/api/v1/integrations", get(integrations::list))
         .route("/api/v1/settings", get(settings::list))
         .route(

@@ -39,6 +39,7 @@ fn components() -> ComponentsBuilder {
     );
     builder = add::<ErrorBody>(builder);
     builder = add::<Page>(builder);
+    builder = add::<crate::query::findings::FindingsPage>(builder);
     builder = add::<Detail>(builder);
     builder = add::<Related>(builder);
     builder = add::<Span>(builder);
@@ -294,6 +295,39 @@ pub fn build() -> OpenApi {
         .build();
         paths = paths.path(format!("/api/v1/logs/{}/{{id}}", table.name), get(detail));
     }
+    let findings: Vec<_> = crate::query::findings::PARAMS
+        .iter()
+        .map(|(name, doc)| {
+            let schema = match *name {
+                "finding" => string().enum_values(Some(["rejected", "warnings"])),
+                "kind" => string().enum_values(Some(KINDS.iter().map(|k| k.name))),
+                "from" | "to" => {
+                    string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                }
+                "limit" => ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(max_page)),
+                "service" => {
+                    let item = RefOr::T(Schema::Object(string().build()));
+                    return query(name, doc, ArrayBuilder::new().items(item).build());
+                }
+                _ => string(),
+            };
+            query(name, doc, schema)
+        })
+        .collect();
+    paths = paths.path(
+        "/api/v1/findings",
+        get(operation(
+            "list_findings",
+            "Records that named a log kind but got no typed row (or were stored with warnings), from otel_logs, newest first",
+            ok_json(Ref::from_schema_name("FindingsPage")),
+        )
+        .tag("logs")
+        .parameters(Some(findings))
+        .build()),
+    );
     let purge = operation(
         "purge",
         "Delete a kind's rows for a time range and/or tenant (owner, every-tenant token)",

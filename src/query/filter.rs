@@ -320,7 +320,7 @@ fn typed(column: &ColumnDef, ty: FilterType, value: &str) -> Result<Value, Query
     }
 }
 
-fn timestamp(key: &str, value: &str) -> Result<i64, QueryError> {
+pub(crate) fn timestamp(key: &str, value: &str) -> Result<i64, QueryError> {
     let t = OffsetDateTime::parse(value, &Rfc3339).map_err(|e| {
         QueryError::Invalid(format!(
             "{key} must be an RFC 3339 time such as 2026-11-30T12:00:00Z, not {value:?} ({e})"

@@ -4,6 +4,7 @@
 //! pages through the rows in time order. `integrations` holds the integration health rule.
 
 pub mod filter;
+pub mod findings;
 pub mod integrations;
 pub mod rows;
 

@@ -55,7 +55,7 @@ pub struct Detail {
 /// Most related rows and spans a detail lists.
 const MAX_RELATED: u32 = 200;
 
-async fn fetch_json(
+pub(crate) async fn fetch_json(
     limits: &QueryLimits,
     query: clickhouse::query::Query,
 ) -> Result<Vec<Map<String, Json>>, QueryError> {
@@ -135,7 +135,7 @@ pub async fn list(
     Ok(Page { rows, next_cursor })
 }
 
-fn cursor_of(row: &Map<String, Json>) -> Result<Cursor, QueryError> {
+pub(crate) fn cursor_of(row: &Map<String, Json>) -> Result<Cursor, QueryError> {
     let time_ns = row
         .get("_time_ns")
         .and_then(|t| t.as_i64().or_else(|| t.as_str()?.parse().ok()));

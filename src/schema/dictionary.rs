@@ -89,7 +89,8 @@ WHERE LogAttributes['logbook.warnings'] != '' AND Timestamp >= now() - INTERVAL 
 ORDER BY Timestamp DESC LIMIT 100;
 ```
 
-They are counted too, by sending service (the first 100 services seen keep their name, later
+The API lists them page by page, filtered by service and kind, for the team that sent them
+(`GET /api/v1/findings`, docs/api.md). They are counted too, by sending service (the first 100 services seen keep their name, later
 ones are counted as `other`): `logbook_typed_rejected_records_total{service,table,column}`,
 `logbook_unknown_event_records_total{service}`, `logbook_unknown_attributes_total{service,table}`
 and `logbook_deprecated_names_total{service,table,column}`; and each batch reports them in

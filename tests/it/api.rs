@@ -509,6 +509,7 @@ async fn auth_matrix_every_route_and_caller() {
             [unauth, ok, ok, ok, ok, ok, unauth, ok],
         ),
         ("/api/v1/kinds", [unauth, ok, ok, ok, ok, ok, unauth, ok]),
+        ("/api/v1/findings", [unauth, ok, ok, ok, ok, ok, unauth, ok]),
         (
             "/api/v1/logs/api_calls",
             [unauth, forbidden, ok, ok, ok, ok, unauth, forbidden],

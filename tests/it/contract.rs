@@ -19,6 +19,9 @@ async fn rejected_records_are_listed_by_sql_and_counted_by_service() {
     let logbook = Logbook::start(&db, FAST).await;
     let mut seconds = api_call("late-bot", "u1");
     seconds.attributes.retain(|kv| kv.key != "url.full");
+    seconds
+        .attributes
+        .push(kv("logbook.tenant", Value::StringValue("acme".into())));
     let mut wrong_name = api_call("late-bot", "u2");
     wrong_name.event_name = "logbook.api_calls".into();
     let mut typo = api_call("late-bot", "u3");
@@ -79,6 +82,75 @@ async fn rejected_records_are_listed_by_sql_and_counted_by_service() {
     )
     .await;
     assert_eq!(reports, 3);
+
+    // The API lists them for the team that sent them, tenant-scoped, a page at a time.
+    let findings = |token: String, query: Vec<(&'static str, String)>| {
+        let url = format!("{}/api/v1/findings", logbook.api);
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .query(&query)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Json>().await.unwrap()
+        }
+    };
+    let whys = |page: &Json| -> Vec<String> {
+        let rows = page["rows"].as_array().unwrap();
+        let mut out: Vec<String> = rows
+            .iter()
+            .map(|r| r["finding"].as_str().unwrap().to_owned())
+            .collect();
+        out.sort();
+        out
+    };
+    // Created before the first call: one token reload then knows them all.
+    let owner = logbook.token("viewer", None, &[]);
+    let (acme, other) = (
+        logbook.token("viewer", Some("acme"), &[]),
+        logbook.token("owner", Some("other"), &[]),
+    );
+    let billing = vec![("service", "billing".to_owned())];
+    let all = findings(owner.clone(), billing.clone()).await;
+    assert_eq!(whys(&all), rejected);
+    assert!(
+        all["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["service"] == "billing" && r["body"].as_str().unwrap().starts_with('u'))
+    );
+    let acme = findings(acme, billing.clone()).await;
+    assert_eq!(whys(&acme), ["api_calls.url: missing attribute url.full"]);
+    let other = findings(other, billing.clone()).await;
+    assert_eq!(whys(&other), Vec::<String>::new());
+    let mut by_kind = billing.clone();
+    by_kind.push(("kind", "api_calls".into()));
+    assert_eq!(whys(&findings(owner.clone(), by_kind).await), rejected[..1]);
+    let mut warnings = billing.clone();
+    warnings.push(("finding", "warnings".into()));
+    let warned = whys(&findings(owner.clone(), warnings).await);
+    assert_eq!(warned.len(), 1);
+    assert!(
+        warned[0].contains("did you mean logbook.duration_ms"),
+        "{warned:?}"
+    );
+    let mut first = billing.clone();
+    first.push(("limit", "1".into()));
+    let page1 = findings(owner.clone(), first.clone()).await;
+    let cursor = page1["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    first.push(("cursor", cursor));
+    let page2 = findings(owner, first).await;
+    assert!(page2["next_cursor"].is_null());
+    let mut both = [whys(&page1), whys(&page2)].concat();
+    both.sort();
+    assert_eq!(both, rejected);
 }
 
 #[tokio::test]
