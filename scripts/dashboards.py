@@ -611,6 +611,15 @@ LIMIT 100"""
     ], tags=["traces"], time_from="now-24h")
 
 
+REJECTED = """
+SELECT Timestamp AS time, ServiceName AS service, EventName AS event_name,
+       LogAttributes['logbook.rejected'] AS why, leftUTF8(Body, 200) AS body, TraceId AS trace_id
+FROM otel_logs
+WHERE $__timeFilter(Timestamp) AND mapContains(LogAttributes, 'logbook.rejected')
+ORDER BY Timestamp DESC
+LIMIT 100"""
+
+
 def logbook_itself(k):
     rate = "$__rate_interval"
     panels = [
@@ -626,9 +635,14 @@ def logbook_itself(k):
         timeseries("Rows stored per second, by table", [
             prom(f"sum by (table) (rate(logbook_rows_inserted_total[{rate}]))", "{{table}}")],
             unit="rowsps", w=12),
-        timeseries("Records rejected for a typed table", [
-            prom(f"sum by (table, column) (rate(logbook_typed_rejected_records_total[{rate}]))",
-                 "{{table}}.{{column}}")], unit="reqps", w=12),
+        timeseries("Records rejected for a typed table, by sending service", [
+            prom("sum by (service, table, column) "
+                 f"(rate(logbook_typed_rejected_records_total[{rate}]))",
+                 "{{service}} {{table}}.{{column}}")], unit="reqps", w=12),
+        table("Records that got no typed row (newest 100; API: /api/v1/findings)", sql(REJECTED),
+              w=24, h=8, links_on=[trace_links()],
+              description="Kept in otel_logs with a logbook.rejected attribute saying why "
+                          "(docs/schema.md, \"Rejected records\")."),
         row("Queue"),
         timeseries("Queue", [prom("sum(logbook_queue_bytes)", "bytes queued")], unit="bytes",
                    w=8),

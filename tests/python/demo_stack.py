@@ -3,6 +3,7 @@ the chdb test server (the real engine), `logbook migrate`, `logbook serve`, and 
 with two days of history. Started once per test session (`demo_stack` fixture).
 Needs the logbook binary: `cargo build` (scripts/test runs cargo test first), or LOGBOOK_BIN."""
 
+import json
 import os
 import re
 import socket
@@ -27,6 +28,27 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def send_mistakes(http_port):
+    """What a service with a bug sends besides the demo's clean records: a record missing a
+    required attribute and one whose event name names no kind, so that the panels listing
+    rejected records have rows."""
+    def record(event, attributes):
+        return {"timeUnixNano": str(time.time_ns()), "eventName": event,
+                "body": {"stringValue": f"mistake: {event}"},
+                "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attributes]}
+    request = {"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "legacy-importer"}}]},
+        "scopeLogs": [{"logRecords": [
+            record("logbook.api_call", [("logbook.bot.name", "importer"), ("http.request.method", "GET"),
+                                        ("logbook.outcome", "success")]),
+            record("logbook.api_calls", [("logbook.bot.name", "importer")]),
+        ]}]}]}
+    answer = urllib.request.urlopen(urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/v1/logs", data=json.dumps(request).encode(),
+        headers={"content-type": "application/json"}), timeout=10)
+    assert answer.status == 200
 
 
 def settled(client, deadline):
@@ -83,6 +105,7 @@ def demo_stack(tmp_path_factory):
         host, port = url.removeprefix("http://").split(":")
         client = clickhouse_connect.get_client(host=host, port=int(port), password=PASSWORD,
                                                database=DATABASE)
+        send_mistakes(http)
         settled(client, time.time() + 60)
         yield {"ch": client, "url": url, "password": PASSWORD, "metrics": metrics,
                "demo_finished": time.time()}
