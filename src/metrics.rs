@@ -85,6 +85,8 @@ pub struct Metrics {
     pub refused_records: IntCounterVec,
     /// Requests refused, each once, by signal and reason.
     pub refused_requests: IntCounterVec,
+    /// Records stored with a value cut, by signal and reason (`too_deep`).
+    pub truncated_records: IntCounterVec,
     /// Records that named a log kind but did not fit it, by service, table and column.
     pub typed_rejected_records: IntCounterVec,
     /// Records whose event name is in the `logbook.` namespace but names no kind, by service.
@@ -212,6 +214,12 @@ impl Metrics {
                 &r,
                 "logbook_refused_requests_total",
                 "requests refused at the receivers, each once, by reason",
+                &["signal", "reason"],
+            ),
+            truncated_records: counter_vec(
+                &r,
+                "logbook_truncated_records_total",
+                "records stored with a value cut, by reason: too_deep (arrays and key-value lists nested deeper than 20 levels), each said in partial_success",
                 &["signal", "reason"],
             ),
             typed_rejected_records: counter_vec(

@@ -10,6 +10,7 @@ mod harness;
 mod ingest;
 mod integrations;
 mod logbook;
+mod nesting;
 mod notify;
 mod redaction;
 mod schema;

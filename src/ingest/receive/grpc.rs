@@ -11,53 +11,37 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tonic::codec::CompressionEncoding;
+use tonic::codegen::BoxFuture;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::grpc_server::{Export, Server};
 use super::{Intake, IntakeError};
 
+/// The logs service's `Export`.
 #[derive(Clone)]
-pub struct Grpc {
-    intake: Arc<Intake>,
-}
+pub struct Logs(Arc<Intake>);
+
+/// The trace service's `Export`.
+#[derive(Clone)]
+pub struct Traces(Arc<Intake>);
 
 /// A service as served: tonic's own refusals rewritten, tokens checked first.
 pub type Served<S> = Refusals<InterceptedService<S, Authenticate>>;
 
 /// The two services, ready for `tonic::transport::Server::add_service`.
-pub fn services(
-    intake: Arc<Intake>,
-) -> (
-    Served<LogsServiceServer<Grpc>>,
-    Served<TraceServiceServer<Grpc>>,
-) {
+pub fn services(intake: Arc<Intake>) -> (Served<Server<Logs>>, Served<Server<Traces>>) {
     let limit = usize::try_from(intake.max_request_size).unwrap_or(usize::MAX);
-    let grpc = Grpc {
-        intake: intake.clone(),
-    };
-    let logs = LogsServiceServer::new(grpc.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
-    let traces = TraceServiceServer::new(grpc)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
+    let logs = Server::new(Logs(intake.clone()), limit);
+    let traces = Server::new(Traces(intake.clone()), limit);
     (
         served(logs, &intake, "logs"),
         served(traces, &intake, "traces"),
@@ -169,32 +153,38 @@ where
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Grpc {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let partial = self
-            .intake
-            .logs(request.into_inner())
-            .await
-            .map_err(|e| status(&self.intake, "logs", e))?;
-        Ok(Response::new(partial.logs_response()))
+impl Export for Logs {
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+    fn export(&self, request: ExportLogsServiceRequest) -> BoxFuture<Self::Response, Status> {
+        let intake = self.0.clone();
+        Box::pin(async move {
+            let partial = intake
+                .logs(request)
+                .await
+                .map_err(|e| status(&intake, "logs", e))?;
+            Ok(partial.logs_response())
+        })
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for Grpc {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let partial = self
-            .intake
-            .traces(request.into_inner())
-            .await
-            .map_err(|e| status(&self.intake, "traces", e))?;
-        Ok(Response::new(partial.traces_response()))
+impl Export for Traces {
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+    fn export(&self, request: ExportTraceServiceRequest) -> BoxFuture<Self::Response, Status> {
+        let intake = self.0.clone();
+        Box::pin(async move {
+            let partial = intake
+                .traces(request)
+                .await
+                .map_err(|e| status(&intake, "traces", e))?;
+            Ok(partial.traces_response())
+        })
     }
 }

@@ -17,10 +17,9 @@ use bytes::BytesMut;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt;
 
-use super::{Intake, IntakeError, Signal};
+use super::{Intake, IntakeError, Signal, nesting};
 
 /// Requests bigger than this are decoded off the async workers.
 const DECODE_INLINE_LIMIT: usize = 64 * 1024;
@@ -169,7 +168,7 @@ fn reply_format(headers: &HeaderMap) -> Format {
 
 async fn decode<T>(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<T, IntakeError>
 where
-    T: prost::Message + Default + DeserializeOwned + Send + 'static,
+    T: nesting::Otlp + Send + 'static,
 {
     let format = request_format(headers)?;
     let limit = intake.max_request_size;
@@ -202,9 +201,9 @@ where
             body
         };
         match format {
-            Format::Protobuf => T::decode(body)
+            Format::Protobuf => nesting::protobuf(&body)
                 .map_err(|e| IntakeError::Invalid(format!("invalid OTLP protobuf: {e}"))),
-            Format::Json => serde_json::from_slice(&body)
+            Format::Json => nesting::json(&body)
                 .map_err(|e| IntakeError::Invalid(format!("invalid OTLP JSON: {e}"))),
         }
     };

@@ -4,7 +4,9 @@
 //! push back (429 / RESOURCE_EXHAUSTED) instead of dropping or buffering in memory.
 
 pub mod grpc;
+mod grpc_server;
 pub mod http;
+pub mod nesting;
 #[cfg(test)]
 mod tests;
 
@@ -26,7 +28,7 @@ use crate::config::Secret;
 use crate::ingest::decode::{LogsRequest, TracesRequest};
 use crate::ingest::queue::envelope::Envelope;
 use crate::ingest::queue::{Queue, QueueError};
-use crate::ingest::redact::Redactor;
+use crate::ingest::redact::{MAX_NESTING, Redactor, TOO_DEEP};
 use crate::ingest::route::dry_run::{self, Report};
 use crate::metrics::Metrics;
 
@@ -55,10 +57,11 @@ pub struct Partial {
 }
 
 impl Partial {
-    /// The OTLP response: `partial_success` only when something was rejected.
+    /// The OTLP response: `partial_success` only when something was rejected, or stored
+    /// changed (then with `rejected` 0: a warning, as the OTLP spec allows).
     pub fn logs_response(self) -> ExportLogsServiceResponse {
         ExportLogsServiceResponse {
-            partial_success: (self.rejected > 0).then_some(ExportLogsPartialSuccess {
+            partial_success: self.any().then_some(ExportLogsPartialSuccess {
                 rejected_log_records: self.rejected,
                 error_message: self.message,
             }),
@@ -67,11 +70,15 @@ impl Partial {
 
     pub fn traces_response(self) -> ExportTraceServiceResponse {
         ExportTraceServiceResponse {
-            partial_success: (self.rejected > 0).then_some(ExportTracePartialSuccess {
+            partial_success: self.any().then_some(ExportTracePartialSuccess {
                 rejected_spans: self.rejected,
                 error_message: self.message,
             }),
         }
+    }
+
+    fn any(&self) -> bool {
+        self.rejected > 0 || !self.message.is_empty()
     }
 }
 
@@ -200,7 +207,7 @@ impl Intake {
             });
         }
         let redactions = self.redactor.logs(&mut request);
-        let partial = self.partial("logs", rejected, "log records");
+        let partial = self.partial("logs", rejected, &redactions, ["log record", "log records"]);
         if received == rejected as usize {
             return Ok(partial);
         }
@@ -211,6 +218,11 @@ impl Intake {
             .accepted_records
             .with_label_values(&["logs"])
             .inc_by(received as u64 - rejected as u64);
+        // Counted once stored: a request refused after redaction was not.
+        self.metrics
+            .truncated_records
+            .with_label_values(&["logs", "too_deep"])
+            .inc_by(redactions.records_too_deep);
         Ok(partial)
     }
 
@@ -243,7 +255,7 @@ impl Intake {
             });
         }
         let redactions = self.redactor.traces(&mut request);
-        let partial = self.partial("traces", rejected, "spans");
+        let partial = self.partial("traces", rejected, &redactions, ["span", "spans"]);
         if received == rejected as usize {
             return Ok(partial);
         }
@@ -256,22 +268,47 @@ impl Intake {
             .accepted_records
             .with_label_values(&["traces"])
             .inc_by(received as u64 - rejected as u64);
+        // Counted once stored: a request refused after redaction was not.
+        self.metrics
+            .truncated_records
+            .with_label_values(&["traces", "too_deep"])
+            .inc_by(redactions.records_too_deep);
         Ok(partial)
     }
 
-    fn partial(&self, signal: &str, rejected: i64, what: &str) -> Partial {
-        if rejected == 0 {
-            return Partial::default();
+    /// What the sender is told (and the metrics count) of records rejected for their ids and
+    /// of records stored with over-deep values cut; `what` names one record and several.
+    fn partial(
+        &self,
+        signal: &str,
+        rejected: i64,
+        redactions: &crate::ingest::redact::Redactions,
+        what: [&str; 2],
+    ) -> Partial {
+        let name = |count: u64| what[usize::from(count != 1)];
+        let mut notes = Vec::new();
+        if rejected > 0 {
+            self.metrics
+                .refused_records
+                .with_label_values(&[signal, "invalid_id"])
+                .inc_by(rejected as u64);
+            notes.push(format!(
+                "{rejected} {} rejected: trace ids must be 16 bytes and span ids 8",
+                name(rejected as u64)
+            ));
         }
-        self.metrics
-            .refused_records
-            .with_label_values(&[signal, "invalid_id"])
-            .inc_by(rejected as u64);
+        let (records, values) = (redactions.records_too_deep, redactions.values_too_deep);
+        if records > 0 {
+            notes.push(format!(
+                "{records} {} stored with {values} value{} truncated: arrays and key-value \
+                 lists nested deeper than {MAX_NESTING} levels are replaced by {TOO_DEEP:?}",
+                name(records),
+                if values == 1 { "" } else { "s" },
+            ));
+        }
         Partial {
             rejected,
-            message: format!(
-                "{rejected} {what} rejected: trace ids must be 16 bytes and span ids 8"
-            ),
+            message: notes.join("; "),
         }
     }
 
@@ -347,7 +384,7 @@ pub fn dry_run(redactor: &Redactor, signal: Signal, json: &[u8]) -> Result<Repor
     let bytes = match signal {
         Signal::Logs => {
             let mut request: ExportLogsServiceRequest =
-                serde_json::from_slice(json).map_err(|e| invalid(&e))?;
+                nesting::json(json).map_err(|e| invalid(&e))?;
             let now = now_nanos();
             for record in request
                 .resource_logs
@@ -364,7 +401,7 @@ pub fn dry_run(redactor: &Redactor, signal: Signal, json: &[u8]) -> Result<Repor
         }
         Signal::Traces => {
             let mut request: ExportTraceServiceRequest =
-                serde_json::from_slice(json).map_err(|e| invalid(&e))?;
+                nesting::json(json).map_err(|e| invalid(&e))?;
             redactor.traces(&mut request);
             prost::Message::encode_to_vec(&request)
         }

@@ -11,7 +11,9 @@
 //!   and credentials known by their shape wherever they stand (card numbers, cloud and SaaS
 //!   keys, private key blocks, JWTs; see `detectors.rs`).
 //!
-//! Then values longer than `max_value_bytes` are truncated with a visible marker.
+//! Then values longer than `max_value_bytes` are truncated with a visible marker, and arrays
+//! and key-value lists nested deeper than [`MAX_NESTING`] levels are replaced by [`TOO_DEEP`]
+//! (counted per record: the sender is told in `partial_success`).
 
 mod detectors;
 mod keys;
@@ -33,6 +35,14 @@ use text::TextRules;
 
 /// What a redacted value is replaced by.
 pub const REDACTED: &str = "[REDACTED]";
+
+/// How many arrays and key-value lists a value (attribute or body) may nest; a deeper one is
+/// replaced by [`TOO_DEEP`]. Elasticsearch's default mapping depth, and well inside what
+/// prost and serde_json decode (about 30 levels, see `receive::nesting`).
+pub const MAX_NESTING: usize = 20;
+
+/// What replaces an array or key-value list nested deeper than [`MAX_NESTING`].
+pub const TOO_DEEP: &str = "[truncated: nested deeper than 20 levels]";
 
 /// `[redaction]` in logbook.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -82,6 +92,11 @@ pub struct Redactions {
     pub values_redacted: u64,
     /// String values cut to `max_value_bytes`.
     pub values_truncated: u64,
+    /// Arrays and key-value lists replaced by [`TOO_DEEP`].
+    pub values_too_deep: u64,
+    /// Records (log records or spans) with a value replaced by [`TOO_DEEP`], their resource's
+    /// and scope's attributes included.
+    pub records_too_deep: u64,
 }
 
 /// The compiled [`RedactionConfig`]; build once, share by reference.
@@ -103,14 +118,20 @@ impl Redactor {
     pub fn logs(&self, request: &mut ExportLogsServiceRequest) -> Redactions {
         let mut n = Redactions::default();
         for resource_logs in &mut request.resource_logs {
+            let cut = n.values_too_deep;
             self.resource(resource_logs.resource.as_mut(), &mut n);
+            let resource_cut = n.values_too_deep > cut;
             for scope_logs in &mut resource_logs.scope_logs {
+                let cut = n.values_too_deep;
                 self.scope(scope_logs.scope.as_mut(), &mut n);
+                let shared_cut = resource_cut || n.values_too_deep > cut;
                 for record in &mut scope_logs.log_records {
-                    self.attributes(&mut record.attributes, &mut n);
+                    let cut = n.values_too_deep;
+                    self.attributes(&mut record.attributes, 0, &mut n);
                     if let Some(body) = &mut record.body {
-                        self.any_value(body, &mut n);
+                        self.any_value(body, 0, &mut n);
                     }
+                    n.records_too_deep += u64::from(shared_cut || n.values_too_deep > cut);
                 }
             }
         }
@@ -122,22 +143,28 @@ impl Redactor {
     pub fn traces(&self, request: &mut ExportTraceServiceRequest) -> Redactions {
         let mut n = Redactions::default();
         for resource_spans in &mut request.resource_spans {
+            let cut = n.values_too_deep;
             self.resource(resource_spans.resource.as_mut(), &mut n);
+            let resource_cut = n.values_too_deep > cut;
             for scope_spans in &mut resource_spans.scope_spans {
+                let cut = n.values_too_deep;
                 self.scope(scope_spans.scope.as_mut(), &mut n);
+                let shared_cut = resource_cut || n.values_too_deep > cut;
                 for span in &mut scope_spans.spans {
+                    let cut = n.values_too_deep;
                     self.string(&mut span.name, &mut n);
-                    self.attributes(&mut span.attributes, &mut n);
+                    self.attributes(&mut span.attributes, 0, &mut n);
                     for event in &mut span.events {
                         self.string(&mut event.name, &mut n);
-                        self.attributes(&mut event.attributes, &mut n);
+                        self.attributes(&mut event.attributes, 0, &mut n);
                     }
                     for link in &mut span.links {
-                        self.attributes(&mut link.attributes, &mut n);
+                        self.attributes(&mut link.attributes, 0, &mut n);
                     }
                     if let Some(status) = &mut span.status {
                         self.string(&mut status.message, &mut n);
                     }
+                    n.records_too_deep += u64::from(shared_cut || n.values_too_deep > cut);
                 }
             }
         }
@@ -151,36 +178,40 @@ impl Redactor {
 
     fn resource(&self, resource: Option<&mut Resource>, n: &mut Redactions) {
         if let Some(resource) = resource {
-            self.attributes(&mut resource.attributes, n);
+            self.attributes(&mut resource.attributes, 0, n);
         }
     }
 
     fn scope(&self, scope: Option<&mut InstrumentationScope>, n: &mut Redactions) {
         if let Some(scope) = scope {
-            self.attributes(&mut scope.attributes, n);
+            self.attributes(&mut scope.attributes, 0, n);
         }
     }
 
-    fn attributes(&self, attributes: &mut [KeyValue], n: &mut Redactions) {
+    /// Attributes inside `depth` arrays and key-value lists.
+    fn attributes(&self, attributes: &mut [KeyValue], depth: usize, n: &mut Redactions) {
         for kv in attributes {
             let Some(value) = &mut kv.value else { continue };
             if self.keys.is_secret(&kv.key) {
-                redact_whole(value, n);
+                redact_whole(value, depth, n);
             } else {
-                self.any_value(value, n);
+                self.any_value(value, depth, n);
             }
         }
     }
 
-    fn any_value(&self, value: &mut AnyValue, n: &mut Redactions) {
+    fn any_value(&self, value: &mut AnyValue, depth: usize, n: &mut Redactions) {
+        if cut_too_deep(value, depth, n) {
+            return;
+        }
         match &mut value.value {
             Some(Value::StringValue(s)) => self.string(s, n),
             Some(Value::ArrayValue(array)) => {
                 for element in &mut array.values {
-                    self.any_value(element, n);
+                    self.any_value(element, depth + 1, n);
                 }
             }
-            Some(Value::KvlistValue(list)) => self.attributes(&mut list.values, n),
+            Some(Value::KvlistValue(list)) => self.attributes(&mut list.values, depth + 1, n),
             _ => {}
         }
     }
@@ -197,17 +228,20 @@ impl Redactor {
 
 /// The value of a secret key: every scalar becomes the string [`REDACTED`] (a numeric PIN is a
 /// secret too); booleans and empty values say nothing and are kept.
-fn redact_whole(value: &mut AnyValue, n: &mut Redactions) {
+fn redact_whole(value: &mut AnyValue, depth: usize, n: &mut Redactions) {
+    if cut_too_deep(value, depth, n) {
+        return;
+    }
     match &mut value.value {
         Some(Value::ArrayValue(array)) => {
             for element in &mut array.values {
-                redact_whole(element, n);
+                redact_whole(element, depth + 1, n);
             }
         }
         Some(Value::KvlistValue(list)) => {
             for kv in &mut list.values {
                 if let Some(value) = &mut kv.value {
-                    redact_whole(value, n);
+                    redact_whole(value, depth + 1, n);
                 }
             }
         }
@@ -218,6 +252,20 @@ fn redact_whole(value: &mut AnyValue, n: &mut Redactions) {
             n.values_redacted += 1;
         }
     }
+}
+
+/// Replaces an array or key-value list inside [`MAX_NESTING`] others by [`TOO_DEEP`].
+fn cut_too_deep(value: &mut AnyValue, depth: usize, n: &mut Redactions) -> bool {
+    let nested = matches!(
+        value.value,
+        Some(Value::ArrayValue(_) | Value::KvlistValue(_))
+    );
+    if !nested || depth < MAX_NESTING {
+        return false;
+    }
+    value.value = Some(Value::StringValue(TOO_DEEP.to_owned()));
+    n.values_too_deep += 1;
+    true
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ fn bot_api_call_record_is_redacted_everywhere() {
         n,
         Redactions {
             values_redacted: 6,
-            values_truncated: 0
+            ..Redactions::default()
         }
     );
 }
@@ -514,7 +514,8 @@ fn long_values_are_cut_at_a_char_boundary_with_a_marker() {
         n,
         Redactions {
             values_redacted: 2,
-            values_truncated: 1
+            values_truncated: 1,
+            ..Redactions::default()
         }
     );
 }
@@ -595,4 +596,70 @@ fn fastest_of(rounds: usize, mut f: impl FnMut()) -> u128 {
         })
         .min()
         .unwrap_or_default()
+}
+
+/// `levels` key-value lists, one inside the other, around `bottom`.
+fn nested(levels: usize, bottom: AnyValue) -> AnyValue {
+    (0..levels).fold(bottom, |value, _| kvlist(vec![kv("l", value)]))
+}
+
+#[test]
+fn values_nested_deeper_than_the_limit_are_cut_and_counted_per_record() {
+    let r = redactor();
+    let mut request = logs(
+        vec![
+            kv("fine", nested(MAX_NESTING, string("bottom"))),
+            kv("deep", nested(MAX_NESTING + 1, string("bottom"))),
+            kv("deep.array", nested(MAX_NESTING, array(vec![int(1)]))),
+            kv("api_key", nested(MAX_NESTING + 5, string("hunter2"))),
+        ],
+        nested(MAX_NESTING + 3, string("bottom")),
+    );
+    let mut neighbour = record(&request).clone();
+    neighbour.attributes.truncate(1);
+    neighbour.body = Some(string("plain"));
+    request.resource_logs[0].scope_logs[0]
+        .log_records
+        .push(neighbour.clone());
+    let n = r.logs(&mut request);
+    assert_eq!((n.values_too_deep, n.records_too_deep), (4, 1));
+    let cut = nested(MAX_NESTING, string(TOO_DEEP));
+    let record = record(&request);
+    let value = |key: &str| attr(&record.attributes, key).clone();
+    assert_eq!(value("fine"), nested(MAX_NESTING, string("bottom")));
+    assert_eq!(value("deep"), cut);
+    assert_eq!(value("deep.array"), cut);
+    // A secret's value is cut where it is too deep, and redacted above.
+    assert_eq!(value("api_key"), cut);
+    assert_eq!(record.body.clone().unwrap(), cut);
+    assert_eq!(
+        request.resource_logs[0].scope_logs[0].log_records[1],
+        neighbour
+    );
+}
+
+#[test]
+fn a_resource_nested_too_deep_counts_every_record_under_it() {
+    let r = redactor();
+    let mut request = logs(vec![], string("a"));
+    let scope_logs = &mut request.resource_logs[0].scope_logs[0];
+    scope_logs
+        .log_records
+        .push(scope_logs.log_records[0].clone());
+    request.resource_logs[0]
+        .resource
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(kv("k8s.labels", nested(MAX_NESTING + 1, string("x"))));
+    let n = r.logs(&mut request);
+    assert_eq!((n.values_too_deep, n.records_too_deep), (1, 2));
+}
+
+#[test]
+fn the_marker_names_the_limit() {
+    assert_eq!(
+        TOO_DEEP,
+        format!("[truncated: nested deeper than {MAX_NESTING} levels]")
+    );
 }
