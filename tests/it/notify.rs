@@ -503,3 +503,66 @@ async fn a_wrong_smtp_password_is_recorded_counted_and_logged_without_it_while_i
     );
     assert_eq!(wait_for(&db, "api_calls", "1", 5, WAIT).await, 5);
 }
+
+/// One minimum severity: a change written through one replica's settings store moves another
+/// replica's `logbook_notify_min_severity_number` (the alert rules' threshold) and what its
+/// notifier emails; a reset brings the file's value back for both.
+#[tokio::test]
+async fn a_min_severity_change_in_the_settings_store_moves_the_alert_gauge_and_the_emails() {
+    use logbook::notify::settings::SeverityGauge;
+    let f = fixture("notify_min_severity", SinkOptions::default(), "").await;
+    let metrics = logbook::metrics::Metrics::new();
+    let gauge = SeverityGauge {
+        gauge: metrics.notify_min_severity.clone(),
+        defaults: f.config.notify.rules.clone(),
+        store: f.settings.clone(),
+    };
+    let scraped = || {
+        gauge.observe();
+        let text = metrics.encode().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("logbook_notify_min_severity_number "))
+            .map(str::to_owned)
+    };
+    let notifier = f.notifier();
+    let group = Duration::from_secs(180);
+
+    // The file's default, error: warnings neither alert nor are emailed.
+    assert_eq!(scraped().as_deref(), Some("17"));
+    f.monitoring("warning", 2).await;
+    notifier.evaluate_once().await.unwrap();
+    // Once more after `notify.lateness`, so that these rows are behind the watermark.
+    f.advance(group);
+    notifier.evaluate_once().await.unwrap();
+    assert!(f.smtp.messages().is_empty());
+
+    // Another replica (its own store over the same table) lowers it to warning.
+    let other = SettingsStore::new(f.db.client.clone(), Duration::from_secs(10));
+    other
+        .put("notify.rules.min_severity", json!("warning"), "api")
+        .await
+        .unwrap();
+    assert_eq!(scraped().as_deref(), Some("17"), "not refreshed yet");
+    f.settings.refresh().await.unwrap();
+    assert_eq!(scraped().as_deref(), Some("13"));
+    f.advance(group);
+    f.monitoring("warning", 3).await;
+    notifier.evaluate_once().await.unwrap();
+    let emails = f.emails_now(1).await;
+    assert_eq!(
+        emails[0].subject,
+        "[logbook] 3 monitoring events (warning) for acme"
+    );
+
+    // Reset: the file's value again for both.
+    other
+        .reset("notify.rules.min_severity", "api")
+        .await
+        .unwrap();
+    f.settings.refresh().await.unwrap();
+    assert_eq!(scraped().as_deref(), Some("17"));
+    f.advance(group);
+    f.monitoring("warning", 4).await;
+    notifier.evaluate_once().await.unwrap();
+    f.emails_now(1).await;
+}
