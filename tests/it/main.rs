@@ -11,6 +11,7 @@ mod ingest;
 mod integrations;
 mod logbook;
 mod notify;
+mod notify_docs;
 mod redaction;
 mod schema;
 mod settings;

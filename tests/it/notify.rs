@@ -24,16 +24,18 @@ use crate::smtp::{Received, SinkOptions, SmtpSink};
 const OWNER: &str = "owner@acme.test";
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Fixture {
-    db: TestDb,
-    config: Config,
-    smtp: SmtpSink,
-    clock: Arc<ManualClock>,
-    settings: Arc<SettingsStore>,
-    metrics: NotifyMetrics,
+pub(crate) struct Fixture {
+    pub db: TestDb,
+    pub config: Config,
+    pub smtp: SmtpSink,
+    pub clock: Arc<ManualClock>,
+    pub settings: Arc<SettingsStore>,
+    pub metrics: NotifyMetrics,
 }
 
-async fn fixture(name: &str, sink: SinkOptions, extra: &str) -> Fixture {
+/// A notifier over a fresh database with an SMTP sink, its clock starting now to the whole
+/// second (so that times in emails have no fraction).
+pub(crate) async fn fixture(name: &str, sink: SinkOptions, extra: &str) -> Fixture {
     let smtp = SmtpSink::start(sink);
     let toml = format!(
         "[notify]\nsmtp_url = {:?}\nowners = {OWNER:?}\ninitial_backoff = \"20ms\"\n\
@@ -48,7 +50,9 @@ async fn fixture(name: &str, sink: SinkOptions, extra: &str) -> Fixture {
     ));
     settings.refresh().await.unwrap();
     Fixture {
-        clock: Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
+        clock: Arc::new(ManualClock::new(
+            OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        )),
         metrics: NotifyMetrics::new(&prometheus::Registry::new()),
         db,
         config,
@@ -59,7 +63,7 @@ async fn fixture(name: &str, sink: SinkOptions, extra: &str) -> Fixture {
 
 impl Fixture {
     /// A notifier as a fresh logbook process would make it: nothing in memory.
-    fn notifier(&self) -> Notifier {
+    pub(crate) fn notifier(&self) -> Notifier {
         Notifier::new(
             self.db.client.clone(),
             Duration::from_secs(10),
@@ -72,15 +76,15 @@ impl Fixture {
     }
 
     /// A second before the notifier's now: a row the next evaluation sees as new.
-    fn recent(&self) -> Ts {
+    pub(crate) fn recent(&self) -> Ts {
         Ts::from(self.clock.now() - Duration::from_secs(1))
     }
 
-    fn advance(&self, by: Duration) {
+    pub(crate) fn advance(&self, by: Duration) {
         self.clock.advance(by);
     }
 
-    async fn emails_now(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn emails_now(&self, n: usize) -> Vec<Received> {
         let messages = self.smtp.wait_for(n, WAIT).await;
         assert_eq!(messages.len(), n, "{messages:#?}");
         messages
@@ -98,7 +102,7 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn api_error(&self, tenant: &str, bot: &str, message: &str) {
+    pub(crate) async fn api_error(&self, tenant: &str, bot: &str, message: &str) {
         let row = schema::ApiCall {
             id: RowId(uuid::Uuid::now_v7()),
             time: self.recent(),
@@ -114,7 +118,7 @@ impl Fixture {
         insert(&self.db, &[row]).await;
     }
 
-    async fn sync_runs(&self, integration: &str, completed: usize, failed: usize) {
+    pub(crate) async fn sync_runs(&self, integration: &str, completed: usize, failed: usize) {
         let run = |status: &str| schema::IntegrationSyncRun {
             id: RowId(uuid::Uuid::now_v7()),
             time: self.recent(),
@@ -135,7 +139,7 @@ impl Fixture {
         insert(&self.db, &rows).await;
     }
 
-    async fn monitoring(&self, severity: &str, n: usize) {
+    pub(crate) async fn monitoring(&self, severity: &str, n: usize) {
         let number = logbook::notify::config::severity_number(severity).unwrap();
         let rows: Vec<_> = (0..n)
             .map(|i| schema::MonitoringEvent {
@@ -163,7 +167,10 @@ struct NotificationRow {
     recipients: Vec<String>,
 }
 
-async fn insert<T: LogKind + clickhouse::RowOwned + clickhouse::RowWrite>(db: &TestDb, rows: &[T]) {
+pub(crate) async fn insert<T: LogKind + clickhouse::RowOwned + clickhouse::RowWrite>(
+    db: &TestDb,
+    rows: &[T],
+) {
     let mut insert = db.client.insert::<T>(T::TABLE.name).await.unwrap();
     for row in rows {
         insert.write(row).await.unwrap();
