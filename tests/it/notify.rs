@@ -190,7 +190,7 @@ async fn first_error_of_each_bot_is_emailed_once_per_window_across_a_restart() {
     assert!(emails[0].text.contains("Code: 502"), "{}", emails[0].text);
     assert!(emails[0].text.contains("Message: upstream said 502"));
     assert!(emails[0].text.contains(
-        "API: http://logbook.test/api/v1/api_calls?tenant=acme&bot=order-bot&outcome=error"
+        "API: http://logbook.test/api/v1/logs/api_calls?tenant=acme&bot=order-bot&outcome=error"
     ));
     assert!(
         emails[0]

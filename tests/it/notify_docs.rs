@@ -23,8 +23,8 @@ const SHOWN_START: OffsetDateTime = datetime!(2026-11-30 12:00 UTC);
 
 /// What an email shows that differs from run to run, made stable: every time (RFC 3339,
 /// also URL-encoded, and Grafana's epoch milliseconds) is moved by the same offset, as if the
-/// clock had started at [`SHOWN_START`]. Host names are the fixture's (`grafana.test`,
-/// `logbook.test`) and emails carry no ids, so nothing else varies.
+/// clock had started at [`SHOWN_START`]; line ends are `\n`. Host names are the fixture's
+/// (`grafana.test`, `logbook.test`) and emails carry no ids, so nothing else varies.
 struct Normalizer {
     offset: time::Duration,
     rfc3339: Regex,
@@ -44,7 +44,9 @@ impl Normalizer {
     }
 
     fn apply(&self, text: &str) -> String {
-        let text = self.rfc3339.replace_all(text, |c: &Captures| {
+        // Line ends depend on the transfer encoding lettre picks for the part.
+        let text = text.replace("\r\n", "\n");
+        let text = self.rfc3339.replace_all(&text, |c: &Captures| {
             let found = &c[0];
             let encoded = found.contains("%3A");
             let at = OffsetDateTime::parse(&found.replace("%3A", ":"), &Rfc3339).unwrap();
@@ -194,4 +196,121 @@ fn normalizing_moves_every_time_by_the_same_offset() {
         n.apply("at 2027-01-02T03:04:04Z, from=2027-01-02T02%3A04%3A05Z&x=1 from=1798859045000&"),
         "at 2026-11-30T11:59:59Z, from=2026-11-30T11%3A00%3A00Z&x=1 from=1796040000000&"
     );
+}
+
+/// The links of an email's text part: (`Dashboard`, `API`).
+fn links(email: &Received) -> (url::Url, url::Url) {
+    let line = |name: &str| {
+        let prefix = format!("{name}: ");
+        let found = email.text.lines().find_map(|l| l.strip_prefix(&prefix));
+        url::Url::parse(found.unwrap_or_else(|| panic!("no {name} link: {}", email.text))).unwrap()
+    };
+    (line("Dashboard"), line("API"))
+}
+
+/// Every link of every email works: the API link is a route of the OpenAPI document whose
+/// query parameters it declares, and a GET with a valid token answers 200 with the rows the
+/// email is about; the dashboard link names a dashboard of dashboards/ (by uid) and only
+/// variables it defines.
+#[tokio::test]
+async fn every_link_in_the_emails_is_a_real_api_query_or_dashboard() {
+    let f = fixture("notify_links", SinkOptions::default(), "").await;
+    let emails = capture(&f).await;
+    let logbook = crate::logbook::Logbook::start(&f.db, "").await;
+    let token = logbook.token("owner", None, &[]);
+    let http = reqwest::Client::new();
+    let get = |url: String| http.get(url).bearer_auth(&token).send();
+    let openapi: serde_json::Value = get(format!("{}/api/openapi.json", logbook.api))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dashboards: Vec<serde_json::Value> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect();
+
+    for (name, email) in &emails {
+        let (dashboard, api) = links(email);
+
+        // The API link, against the OpenAPI document.
+        assert_eq!(api.origin().ascii_serialization(), "http://logbook.test");
+        let operation = &openapi["paths"][api.path()]["get"];
+        assert!(
+            operation.is_object(),
+            "{name}: no GET {} in the OpenAPI document",
+            api.path()
+        );
+        let declared: Vec<&str> = operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for (key, _) in api.query_pairs() {
+            assert!(
+                declared.contains(&key.as_ref()),
+                "{name}: {} declares no parameter {key} (only {declared:?})",
+                api.path()
+            );
+        }
+        // And against the running API: 200, with the rows the email is about.
+        let mut real = url::Url::parse(&logbook.api)
+            .unwrap()
+            .join(api.path())
+            .unwrap();
+        real.set_query(api.query());
+        let response = get(real.to_string()).await.unwrap();
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(status, reqwest::StatusCode::OK, "{name}: {real}: {body}");
+        assert!(
+            !body["rows"].as_array().unwrap().is_empty(),
+            "{name}: {real} found no rows"
+        );
+
+        // The dashboard link, against dashboards/.
+        assert_eq!(
+            dashboard.origin().ascii_serialization(),
+            "http://grafana.test"
+        );
+        let uid = dashboard.path().strip_prefix("/d/").unwrap();
+        let board = dashboards
+            .iter()
+            .find(|d| d["uid"] == uid)
+            .unwrap_or_else(|| panic!("{name}: no dashboard with uid {uid} in dashboards/"));
+        let variables = board["templating"]["list"].as_array().unwrap();
+        let names: Vec<&str> = variables
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        for (key, value) in dashboard.query_pairs() {
+            match key.strip_prefix("var-") {
+                Some(var) => {
+                    let Some(variable) = variables.iter().find(|v| v["name"] == var) else {
+                        panic!("{name}: dashboard {uid} has no variable {var} (only {names:?})");
+                    };
+                    // A custom variable takes only its options' values.
+                    if variable["type"] == "custom" {
+                        let options: Vec<&str> = variable["options"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|o| o["value"].as_str().unwrap())
+                            .collect();
+                        assert!(
+                            options.contains(&value.as_ref()),
+                            "{name}: {var}={value} is none of {options:?}"
+                        );
+                    }
+                }
+                None => assert!(["from", "to"].contains(&key.as_ref()), "{name}: {key}"),
+            }
+        }
+    }
 }
