@@ -24,10 +24,11 @@ pub struct MetricsConfig {
     /// …); rows with later new values are counted under `other`, so a flood of names cannot
     /// grow memory without bound.
     pub max_label_values: usize,
-    /// Minimum severity of monitoring events that alert: trace, debug, info, warning, error
-    /// or critical. Exported as `logbook_notify_min_severity_number`, which the alert rules
-    /// compare against, so changing it needs no rule edit.
-    pub notify_min_severity: Severity,
+    /// Deprecated: the minimum severity is `notify.rules.min_severity` (one setting for the
+    /// alert rules and the emails). When only this key is set, its value is taken as that
+    /// one's, with a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_min_severity: Option<String>,
     /// How often each replica computes integration status and next runs from ClickHouse.
     #[serde(with = "humantime_serde")]
     pub integration_status_interval: Duration,
@@ -37,34 +38,8 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             max_label_values: 300,
-            notify_min_severity: Severity::Warning,
+            notify_min_severity: None,
             integration_status_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-/// logbook's six severities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Trace,
-    Debug,
-    Info,
-    Warning,
-    Error,
-    Critical,
-}
-
-impl Severity {
-    /// The lowest OpenTelemetry SeverityNumber of the level.
-    pub fn number(self) -> u8 {
-        match self {
-            Severity::Trace => 1,
-            Severity::Debug => 5,
-            Severity::Info => 9,
-            Severity::Warning => 13,
-            Severity::Error => 17,
-            Severity::Critical => 21,
         }
     }
 }
@@ -117,6 +92,8 @@ pub struct Metrics {
     /// run, computed from ClickHouse by `query::integrations`.
     pub integration_status: IntGaugeVec,
     pub integration_next_run: IntGaugeVec,
+    /// The minimum severity in force (`notify.rules.min_severity`), set at scrape time from
+    /// the settings store (`notify::settings::SeverityGauge`).
     pub notify_min_severity: IntGauge,
 }
 
@@ -311,15 +288,11 @@ impl Metrics {
                 "when the integration's next sync run is expected (Unix seconds), for scheduled, enabled integrations",
                 &["integration"],
             ),
-            notify_min_severity: {
-                let g = gauge(
-                    &r,
-                    "logbook_notify_min_severity_number",
-                    "OpenTelemetry SeverityNumber of metrics.notify_min_severity: monitoring events from it up alert",
-                );
-                g.set(i64::from(config.notify_min_severity.number()));
-                g
-            },
+            notify_min_severity: gauge(
+                &r,
+                "logbook_notify_min_severity_number",
+                "OpenTelemetry SeverityNumber of the setting notify.rules.min_severity: monitoring events from it up alert and are emailed",
+            ),
             registry: r,
         }
     }

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::notify::clock::SystemClock;
 use crate::notify::metrics::NotifyMetrics;
+use crate::notify::settings::SeverityGauge;
 use crate::query;
 use crate::settings::SettingsStore;
 use crate::store::{self, migrate::Migrator, probe::ClickhouseStatus};
@@ -48,12 +49,22 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
         config.queue.max_bytes.as_u64(),
     ));
     let clickhouse_status = Arc::new(ClickhouseStatus::new(config.server.unreachable_threshold));
+    let client = store::client(&config.clickhouse);
+    let settings = Arc::new(SettingsStore::new(
+        client.clone(),
+        config.clickhouse.request_timeout,
+    ));
     let state = AppState {
         readiness: Arc::new(Readiness::new(
             clickhouse_status.clone(),
             Some((queue.clone(), config.queue.max_bytes.as_u64())),
         )),
         metrics: metrics.clone(),
+        min_severity: Some(Arc::new(SeverityGauge {
+            gauge: metrics.notify_min_severity.clone(),
+            defaults: config.notify.rules.clone(),
+            store: settings.clone(),
+        })),
     };
     let bind = |address: std::net::SocketAddr, what: &'static str| async move {
         tokio::net::TcpListener::bind(address)
@@ -72,7 +83,6 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
         "logbook serving"
     );
 
-    let client = store::client(&config.clickhouse);
     let stop_receivers = CancellationToken::new();
     let stop_pipeline = CancellationToken::new();
     let stop_jobs = CancellationToken::new();
@@ -95,10 +105,6 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
     let mut pipeline = tokio::spawn(
         Pipeline::new(queue.clone(), sink, limits, metrics.clone()).run(stop_pipeline.clone()),
     );
-    let settings = Arc::new(SettingsStore::new(
-        client.clone(),
-        config.clickhouse.request_timeout,
-    ));
     let mut jobs = vec![
         tokio::spawn({
             let (settings, stop) = (settings.clone(), stop_jobs.clone());

@@ -92,6 +92,9 @@ pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.readiness.observe(&state.metrics);
+    if let Some(gauge) = &state.min_severity {
+        gauge.observe();
+    }
     match state.metrics.encode() {
         Ok(text) => (
             StatusCode::OK,

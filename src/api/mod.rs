@@ -36,6 +36,8 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub readiness: Arc<Readiness>,
     pub metrics: Arc<Metrics>,
+    /// Sets the minimum-severity gauge from the settings store at scrape time.
+    pub min_severity: Option<Arc<crate::notify::settings::SeverityGauge>>,
 }
 
 /// What the authenticated routes share.

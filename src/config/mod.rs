@@ -395,11 +395,15 @@ impl Config {
                 message: e.to_string(),
             })?;
         let (overrides, variables) = env::overrides(vars)?;
+        let min_severity_set = [&file, &overrides]
+            .iter()
+            .any(|t| has_key(t, "notify.rules.min_severity"));
         let mut config: Config = Figment::new()
             .merge(Layer::new(Metadata::named(origin), file))
             .merge(Layer::new(Metadata::named("environment"), overrides))
             .extract()
             .map_err(|e| figment_error(e, &variables))?;
+        config.adopt_deprecated_min_severity(min_severity_set)?;
         config.validate()?;
         // Resolve defaults so check-config shows every table's effective retention.
         for table in schema::tables() {
@@ -412,6 +416,35 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// `metrics.notify_min_severity` (deprecated) is taken as `notify.rules.min_severity` when
+    /// that key is not set itself; both set to different values is an error, as neither could
+    /// be the one meant.
+    fn adopt_deprecated_min_severity(&mut self, new_key_set: bool) -> Result<(), ConfigError> {
+        const OLD: &str = "metrics.notify_min_severity";
+        let Some(old) = self.metrics.notify_min_severity.clone() else {
+            return Ok(());
+        };
+        if crate::notify::config::severity_number(&old).is_none() {
+            return Err(key_error(
+                OLD,
+                format!("{old:?} is not one of trace, debug, info, warning, error, critical"),
+            ));
+        }
+        if !new_key_set {
+            self.notify.rules.min_severity = old;
+        } else if self.notify.rules.min_severity != old {
+            return Err(key_error(
+                OLD,
+                format!(
+                    "deprecated, and it says {old:?} where notify.rules.min_severity says {:?}; \
+                     remove it",
+                    self.notify.rules.min_severity
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -533,6 +566,14 @@ impl Config {
                 self.queue.max_bytes, self.batch.max_bytes
             ));
         }
+        if self.metrics.notify_min_severity.is_some() {
+            warnings.push(
+                "metrics.notify_min_severity is deprecated: the alert rules and the emails share \
+                 notify.rules.min_severity (a setting the HTTP API may change); it was taken as \
+                 that key's value, move it there"
+                    .into(),
+            );
+        }
         warnings
     }
 
@@ -553,6 +594,8 @@ impl Config {
             .ttl
             .insert("api_calls".into(), Duration::from_secs(86_400));
         config.ingest.tokens.insert("svc".into(), Secret::new("x"));
+        // Deprecated keys still have their environment variable.
+        config.metrics.notify_min_severity = Some("warning".into());
         // Secrets are told apart by their masked form, so each must be set.
         config.clickhouse.password = Secret::new("x");
         config
@@ -612,6 +655,19 @@ fn figment_error(error: figment::Error, variables: &BTreeMap<String, String>) ->
     key_error(key, message)
 }
 
+/// Whether the dotted `key` is present in `table`.
+fn has_key(table: &toml::Table, key: &str) -> bool {
+    let mut node = Some(table);
+    let mut parts = key.split('.').peekable();
+    while let (Some(part), Some(t)) = (parts.next(), node) {
+        if parts.peek().is_none() {
+            return t.contains_key(part);
+        }
+        node = t.get(part).and_then(toml::Value::as_table);
+    }
+    false
+}
+
 fn set_key(table: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<(), ConfigError> {
     let (parents, leaf) = dotted.rsplit_once('.').unwrap_or(("", dotted));
     let mut node = table;
@@ -649,6 +705,50 @@ mod tests {
                 "queue.max_bytes (32.0 MiB) is less than twice batch.max_bytes (32.0 MiB)"
             ),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn the_deprecated_min_severity_key_still_works_with_a_warning() {
+        let config = load_str("[metrics]\nnotify_min_severity = \"warning\"\n", &[]).unwrap();
+        assert_eq!(config.notify.rules.min_severity, "warning");
+        let warnings = config.warnings();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("metrics.notify_min_severity is deprecated")),
+            "{warnings:?}"
+        );
+        let config = load_str("", &[("LOGBOOK_METRICS_NOTIFY_MIN_SEVERITY", "info")]).unwrap();
+        assert_eq!(config.notify.rules.min_severity, "info");
+        // Agreeing with the new key is fine; disagreeing names both.
+        let both = "[metrics]\nnotify_min_severity = \"critical\"\n\
+                    [notify.rules]\nmin_severity = \"critical\"\n";
+        assert_eq!(
+            load_str(both, &[]).unwrap().notify.rules.min_severity,
+            "critical"
+        );
+        let err = load_str(
+            &both.replace("= \"critical\"\n[notify", "= \"info\"\n[notify"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("metrics.notify_min_severity")
+                && err.contains("notify.rules.min_severity"),
+            "{err}"
+        );
+        let err = load_str("[metrics]\nnotify_min_severity = \"loud\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("metrics.notify_min_severity") && err.contains("loud"),
+            "{err}"
+        );
+        assert_eq!(
+            Config::load(None, []).unwrap().notify.rules.min_severity,
+            "error"
         );
     }
 

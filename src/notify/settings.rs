@@ -3,9 +3,12 @@
 //! (`notify.rules.paused`, `notify.rules.error_rate.threshold`, …). A stored value wins over
 //! the file's; a key never set (or reset) takes the file's.
 
+use std::sync::Arc;
+
+use prometheus::IntGauge;
 use serde_json::Value;
 
-use super::config::NotifyRules;
+use super::config::{NotifyRules, severity_number};
 use crate::settings::{KeyDef, SettingsStore};
 
 const PREFIX: &str = "notify.rules.";
@@ -84,6 +87,32 @@ pub fn resolve(defaults: &NotifyRules, store: &SettingsStore) -> NotifyRules {
         }
     }
     serde_json::from_value(merged).expect("checked when merged")
+}
+
+/// The OpenTelemetry SeverityNumber of the minimum severity in force: the stored
+/// `notify.rules.min_severity`, else the file's. The monitoring rule reads the same value
+/// (through [`resolve`]), so one change moves the emails and the alert rules together.
+pub fn min_severity_number(defaults: &NotifyRules, store: &SettingsStore) -> u8 {
+    let rules = resolve(defaults, store);
+    severity_number(&rules.min_severity).unwrap_or_else(|| {
+        severity_number(&defaults.min_severity).expect("the file's is validated")
+    })
+}
+
+/// `logbook_notify_min_severity_number`, the threshold of the `MonitoringEvents*` alert rules,
+/// set from the settings store at each scrape: a change through any replica shows on every
+/// replica's `/metrics` within `settings.refresh_interval`.
+pub struct SeverityGauge {
+    pub gauge: IntGauge,
+    pub defaults: NotifyRules,
+    pub store: Arc<SettingsStore>,
+}
+
+impl SeverityGauge {
+    pub fn observe(&self) {
+        self.gauge
+            .set(i64::from(min_severity_number(&self.defaults, &self.store)));
+    }
 }
 
 #[cfg(test)]

@@ -159,7 +159,13 @@ pub fn render(context: &Context, links: &Links) -> Email {
                 .last()
                 .map(|(s, _)| s.as_str())
                 .unwrap_or("error");
-            let params = [("tenant", tenant.as_str())];
+            // The dashboard and the API list from the least severe event emailed up (the
+            // dashboard's own default may hide it).
+            let least = by_severity
+                .first()
+                .and_then(|(s, _)| super::config::severity_number(s))
+                .unwrap_or(1)
+                .to_string();
             let mut intro = String::from("The backend services reported:\n");
             for sample in samples {
                 let _ = writeln!(
@@ -185,11 +191,28 @@ pub fn render(context: &Context, links: &Links) -> Email {
                     }
                 ),
                 intro,
-                dashboard_link(links, "logbook-backend-services", &params, *from),
-                api_link(links, "monitoring_events", &params, *from),
+                dashboard_link(
+                    links,
+                    "logbook-backend-services",
+                    &[
+                        ("tenant", tenant.as_str()),
+                        ("min_severity", least.as_str()),
+                    ],
+                    *from,
+                ),
+                api_link(
+                    links,
+                    "monitoring_events",
+                    &[
+                        ("tenant", tenant.as_str()),
+                        ("severity_number_min", least.as_str()),
+                    ],
+                    *from,
+                ),
             )
         }
     };
+    let intro = intro.trim_end();
     let mut text = format!("{intro}\n\n");
     for (name, value) in &facts {
         let _ = writeln!(text, "{name}: {value}");
@@ -197,7 +220,7 @@ pub fn render(context: &Context, links: &Links) -> Email {
     let _ = write!(text, "\nDashboard: {dashboard}\nAPI: {api}\n");
     let mut html = format!(
         "<html><body>\n<p>{}</p>\n<table>\n",
-        escape(&intro).replace('\n', "<br>\n")
+        escape(intro).replace('\n', "<br>\n")
     );
     for (name, value) in &facts {
         let _ = writeln!(
@@ -286,13 +309,15 @@ fn dashboard_link(
     )
 }
 
-/// The API query for the same rows (`/api/v1/<table>`, filters as query parameters).
+/// The API query for the same rows: the log kind's list route, `/api/v1/logs/<kind>`, with
+/// its filters as query parameters (the notify_docs test checks each against the OpenAPI
+/// document and a running API).
 fn api_link(links: &Links, table: &str, params: &[(&str, &str)], since: OffsetDateTime) -> String {
     let from = stamp(since - time::Duration::hours(1));
     let mut all = params.to_vec();
     all.push(("from", from.as_str()));
     format!(
-        "{}/api/v1/{table}?{}",
+        "{}/api/v1/logs/{table}?{}",
         links.api_url.trim_end_matches('/'),
         query(&all)
     )
@@ -344,7 +369,7 @@ mod tests {
         assert!(email.text.contains("Message: upstream failed"));
         assert!(email.text.contains("again for 24 hours."), "{}", email.text);
         assert!(email.text.contains(
-            "API: http://logbook.test/api/v1/api_calls?tenant=acme&bot=Order+%3Cbot%3E&outcome=error&from=2026-11-30T11%3A00%3A00Z"
+            "API: http://logbook.test/api/v1/logs/api_calls?tenant=acme&bot=Order+%3Cbot%3E&outcome=error&from=2026-11-30T11%3A00%3A00Z"
         ), "{}", email.text);
         assert!(email.text.contains("Dashboard: http://grafana.test/d/logbook-api-calls?var-tenant=acme&var-bot=Order+%3Cbot%3E"));
         assert!(email.html.contains("Order &lt;bot&gt;"), "{}", email.html);

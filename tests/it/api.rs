@@ -803,6 +803,32 @@ async fn settings_change_is_audited_seen_by_a_second_replica_and_log_level_appli
     assert_eq!(audit[0]["before"], "{\"notify.rules.paused\":null}");
     assert_eq!(audit[0]["after"], "{\"notify.rules.paused\":true}");
 
+    // The one minimum severity: set through the first replica, the second one's alert
+    // threshold (`logbook_notify_min_severity_number`) follows within seconds.
+    let gauge = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("logbook_notify_min_severity_number "))
+            .map(str::to_owned)
+    };
+    assert_eq!(gauge(second.metrics().await).as_deref(), Some("17"));
+    let response = put(
+        &first.api,
+        &supervisor,
+        "notify.rules.min_severity",
+        Value::from("warning"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gauge(second.metrics().await).as_deref() != Some("13") {
+        assert!(
+            Instant::now() < deadline,
+            "the second replica's gauge never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The log level changes on the other replica without a restart.
     assert!(
         !second.stderr().contains(" DEBUG "),

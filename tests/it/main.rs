@@ -12,6 +12,7 @@ mod integrations;
 mod logbook;
 mod nesting;
 mod notify;
+mod notify_docs;
 mod redaction;
 mod schema;
 mod settings;

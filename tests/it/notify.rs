@@ -24,16 +24,18 @@ use crate::smtp::{Received, SinkOptions, SmtpSink};
 const OWNER: &str = "owner@acme.test";
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Fixture {
-    db: TestDb,
-    config: Config,
-    smtp: SmtpSink,
-    clock: Arc<ManualClock>,
-    settings: Arc<SettingsStore>,
-    metrics: NotifyMetrics,
+pub(crate) struct Fixture {
+    pub db: TestDb,
+    pub config: Config,
+    pub smtp: SmtpSink,
+    pub clock: Arc<ManualClock>,
+    pub settings: Arc<SettingsStore>,
+    pub metrics: NotifyMetrics,
 }
 
-async fn fixture(name: &str, sink: SinkOptions, extra: &str) -> Fixture {
+/// A notifier over a fresh database with an SMTP sink, its clock starting now to the whole
+/// second (so that times in emails have no fraction).
+pub(crate) async fn fixture(name: &str, sink: SinkOptions, extra: &str) -> Fixture {
     let smtp = SmtpSink::start(sink);
     let toml = format!(
         "[notify]\nsmtp_url = {:?}\nowners = {OWNER:?}\ninitial_backoff = \"20ms\"\n\
@@ -48,7 +50,9 @@ async fn fixture(name: &str, sink: SinkOptions, extra: &str) -> Fixture {
     ));
     settings.refresh().await.unwrap();
     Fixture {
-        clock: Arc::new(ManualClock::new(OffsetDateTime::now_utc())),
+        clock: Arc::new(ManualClock::new(
+            OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        )),
         metrics: NotifyMetrics::new(&prometheus::Registry::new()),
         db,
         config,
@@ -59,7 +63,7 @@ async fn fixture(name: &str, sink: SinkOptions, extra: &str) -> Fixture {
 
 impl Fixture {
     /// A notifier as a fresh logbook process would make it: nothing in memory.
-    fn notifier(&self) -> Notifier {
+    pub(crate) fn notifier(&self) -> Notifier {
         Notifier::new(
             self.db.client.clone(),
             Duration::from_secs(10),
@@ -72,15 +76,15 @@ impl Fixture {
     }
 
     /// A second before the notifier's now: a row the next evaluation sees as new.
-    fn recent(&self) -> Ts {
+    pub(crate) fn recent(&self) -> Ts {
         Ts::from(self.clock.now() - Duration::from_secs(1))
     }
 
-    fn advance(&self, by: Duration) {
+    pub(crate) fn advance(&self, by: Duration) {
         self.clock.advance(by);
     }
 
-    async fn emails_now(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn emails_now(&self, n: usize) -> Vec<Received> {
         let messages = self.smtp.wait_for(n, WAIT).await;
         assert_eq!(messages.len(), n, "{messages:#?}");
         messages
@@ -98,7 +102,7 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn api_error(&self, tenant: &str, bot: &str, message: &str) {
+    pub(crate) async fn api_error(&self, tenant: &str, bot: &str, message: &str) {
         let row = schema::ApiCall {
             id: RowId(uuid::Uuid::now_v7()),
             time: self.recent(),
@@ -114,7 +118,7 @@ impl Fixture {
         insert(&self.db, &[row]).await;
     }
 
-    async fn sync_runs(&self, integration: &str, completed: usize, failed: usize) {
+    pub(crate) async fn sync_runs(&self, integration: &str, completed: usize, failed: usize) {
         let run = |status: &str| schema::IntegrationSyncRun {
             id: RowId(uuid::Uuid::now_v7()),
             time: self.recent(),
@@ -135,7 +139,7 @@ impl Fixture {
         insert(&self.db, &rows).await;
     }
 
-    async fn monitoring(&self, severity: &str, n: usize) {
+    pub(crate) async fn monitoring(&self, severity: &str, n: usize) {
         let number = logbook::notify::config::severity_number(severity).unwrap();
         let rows: Vec<_> = (0..n)
             .map(|i| schema::MonitoringEvent {
@@ -163,7 +167,10 @@ struct NotificationRow {
     recipients: Vec<String>,
 }
 
-async fn insert<T: LogKind + clickhouse::RowOwned + clickhouse::RowWrite>(db: &TestDb, rows: &[T]) {
+pub(crate) async fn insert<T: LogKind + clickhouse::RowOwned + clickhouse::RowWrite>(
+    db: &TestDb,
+    rows: &[T],
+) {
     let mut insert = db.client.insert::<T>(T::TABLE.name).await.unwrap();
     for row in rows {
         insert.write(row).await.unwrap();
@@ -183,7 +190,7 @@ async fn first_error_of_each_bot_is_emailed_once_per_window_across_a_restart() {
     assert!(emails[0].text.contains("Code: 502"), "{}", emails[0].text);
     assert!(emails[0].text.contains("Message: upstream said 502"));
     assert!(emails[0].text.contains(
-        "API: http://logbook.test/api/v1/api_calls?tenant=acme&bot=order-bot&outcome=error"
+        "API: http://logbook.test/api/v1/logs/api_calls?tenant=acme&bot=order-bot&outcome=error"
     ));
     assert!(
         emails[0]
@@ -502,4 +509,67 @@ async fn a_wrong_smtp_password_is_recorded_counted_and_logged_without_it_while_i
         200
     );
     assert_eq!(wait_for(&db, "api_calls", "1", 5, WAIT).await, 5);
+}
+
+/// One minimum severity: a change written through one replica's settings store moves another
+/// replica's `logbook_notify_min_severity_number` (the alert rules' threshold) and what its
+/// notifier emails; a reset brings the file's value back for both.
+#[tokio::test]
+async fn a_min_severity_change_in_the_settings_store_moves_the_alert_gauge_and_the_emails() {
+    use logbook::notify::settings::SeverityGauge;
+    let f = fixture("notify_min_severity", SinkOptions::default(), "").await;
+    let metrics = logbook::metrics::Metrics::new();
+    let gauge = SeverityGauge {
+        gauge: metrics.notify_min_severity.clone(),
+        defaults: f.config.notify.rules.clone(),
+        store: f.settings.clone(),
+    };
+    let scraped = || {
+        gauge.observe();
+        let text = metrics.encode().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("logbook_notify_min_severity_number "))
+            .map(str::to_owned)
+    };
+    let notifier = f.notifier();
+    let group = Duration::from_secs(180);
+
+    // The file's default, error: warnings neither alert nor are emailed.
+    assert_eq!(scraped().as_deref(), Some("17"));
+    f.monitoring("warning", 2).await;
+    notifier.evaluate_once().await.unwrap();
+    // Once more after `notify.lateness`, so that these rows are behind the watermark.
+    f.advance(group);
+    notifier.evaluate_once().await.unwrap();
+    assert!(f.smtp.messages().is_empty());
+
+    // Another replica (its own store over the same table) lowers it to warning.
+    let other = SettingsStore::new(f.db.client.clone(), Duration::from_secs(10));
+    other
+        .put("notify.rules.min_severity", json!("warning"), "api")
+        .await
+        .unwrap();
+    assert_eq!(scraped().as_deref(), Some("17"), "not refreshed yet");
+    f.settings.refresh().await.unwrap();
+    assert_eq!(scraped().as_deref(), Some("13"));
+    f.advance(group);
+    f.monitoring("warning", 3).await;
+    notifier.evaluate_once().await.unwrap();
+    let emails = f.emails_now(1).await;
+    assert_eq!(
+        emails[0].subject,
+        "[logbook] 3 monitoring events (warning) for acme"
+    );
+
+    // Reset: the file's value again for both.
+    other
+        .reset("notify.rules.min_severity", "api")
+        .await
+        .unwrap();
+    f.settings.refresh().await.unwrap();
+    assert_eq!(scraped().as_deref(), Some("17"));
+    f.advance(group);
+    f.monitoring("warning", 4).await;
+    notifier.evaluate_once().await.unwrap();
+    f.emails_now(1).await;
 }
