@@ -60,7 +60,7 @@ struct Stored {
     set_aside: Vec<&'static TableDef>,
 }
 
-/// A batch being inserted, and the position acknowledging it acknowledges up to.
+/// A batch being inserted, and the queue position it is acknowledged up to once stored.
 struct Inserting {
     upto: u64,
     task: JoinHandle<Result<Stored, Stopped>>,
