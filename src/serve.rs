@@ -101,6 +101,7 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
         max_rows: config.batch.max_rows,
         max_bytes: usize::try_from(config.batch.max_bytes.as_u64()).unwrap_or(usize::MAX),
         max_age: config.batch.max_age,
+        inserts_in_flight: config.batch.inserts_in_flight,
     };
     let mut pipeline = tokio::spawn(
         Pipeline::new(queue.clone(), sink, limits, metrics.clone()).run(stop_pipeline.clone()),

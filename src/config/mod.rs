@@ -147,6 +147,9 @@ pub struct BatchConfig {
     /// per flush, 1s keeps ClickHouse far from "too many parts".
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// Batches whose insert may still run while the next batch is routed; each holds its rows
+    /// in memory until ClickHouse has them. 0: every insert is awaited before routing goes on.
+    pub inserts_in_flight: usize,
 }
 
 impl Default for BatchConfig {
@@ -155,6 +158,7 @@ impl Default for BatchConfig {
             max_rows: 100_000,
             max_bytes: ByteSize::mib(32),
             max_age: Duration::from_secs(1),
+            inserts_in_flight: 1,
         }
     }
 }

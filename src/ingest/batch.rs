@@ -17,6 +17,9 @@ pub struct Limits {
     pub max_rows: usize,
     pub max_bytes: usize,
     pub max_age: Duration,
+    /// Batches whose insert may still run while the next batch is routed (0: each insert is
+    /// awaited before routing goes on).
+    pub inserts_in_flight: usize,
 }
 
 #[derive(Debug)]
@@ -130,6 +133,7 @@ mod tests {
             max_rows: 2,
             max_bytes: 100,
             max_age: Duration::from_secs(1),
+            inserts_in_flight: 1,
         };
         let mut batch = Batch::new(0, Rows::default());
         batch.added(0, 10);
