@@ -235,16 +235,19 @@ async fn related_rows(
     let parts: Vec<String> = KINDS
         .iter()
         .map(|kind| {
+            // No alias may shadow a column: ClickHouse resolves a name in WHERE to the
+            // SELECT's alias first, so `toString(id) AS id` turned `id = {p:UUID}` into a
+            // String = UUID comparison.
             format!(
-                "SELECT '{0}' AS kind, toString(id) AS id, toString(time) AS time, {relation} AS relation \
-                 FROM `{0}` WHERE {condition}",
+                "SELECT '{0}' AS kind, id AS row_id, time AS row_time FROM `{0}` WHERE {condition}",
                 kind.name
             )
         })
         .collect();
     let max = filters.bind("UInt32", Value::UInt(u64::from(MAX_RELATED)));
     let sql = format!(
-        "SELECT kind, id, time, relation FROM ({}) ORDER BY time LIMIT {max}",
+        "SELECT kind, toString(row_id) AS id, toString(row_time) AS time, {relation} AS relation \
+         FROM ({}) ORDER BY row_time LIMIT {max}",
         parts.join(" UNION ALL ")
     );
     fetch_rows(limits, filters.apply(client.query(&sql))).await

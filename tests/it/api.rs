@@ -440,6 +440,10 @@ async fn detail_returns_the_whole_row_related_rows_and_spans() {
     let path = format!("/api/v1/logs/monitoring_events/{}", event.id.0);
     let (status, detail) = api.get(Some(&owner), &path, &[]).await;
     assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["related"].as_array().unwrap().len(), 1, "{detail}");
+    assert_eq!(detail["related"][0]["relation"], "related_log_id");
+    assert_eq!(detail["related"][0]["kind"], "api_calls");
+    assert_eq!(detail["related"][0]["id"], failed.id.0.to_string());
 
     let (status, _) = api
         .get(
