@@ -112,6 +112,8 @@ async fn each_filter_returns_exactly_the_matching_rows() {
     calls[1].response_body = "upstream gateway timeout while calling zendesk".into();
     calls[2].application = "Zendesk".into();
     calls[3].end_user = "bob".into();
+    // Past the list's preview length: search reads the whole column, not the preview.
+    calls[3].response_body = format!("{}deepword", "padding ".repeat(40));
     insert(&db, &calls).await;
     let want = |picked: &[usize]| -> HashSet<String> {
         picked.iter().map(|&i| calls[i].id.0.to_string()).collect()
@@ -137,6 +139,7 @@ async fn each_filter_returns_exactly_the_matching_rows() {
         (&[("q", "gateway timeout")], &[1]),
         (&[("q", "zendesk"), ("outcome", "error")], &[1]),
         (&[("q", "nowhere")], &[]),
+        (&[("q", "deepword")], &[3]),
         (
             &[("bot", "helpdesk"), ("outcome", "error"), ("from", &from)],
             &[1],
