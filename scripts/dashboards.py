@@ -64,7 +64,7 @@ def read_dictionary(path=SCHEMA_MD):
             continue
         elif m := re.match(r"^\| `(\w+)` \| `([^`]+)` \|", line):
             current.columns[m.group(1)] = m.group(2)
-            if m2 := re.search(r"One of: ([^|]+)\. \|$", line):
+            if m2 := re.search(r"One of: ([^|.]+)\.(?: Formerly: [^|]+\.)? \|$", line):
                 current.one_of[m.group(1)] = [v.strip() for v in m2.group(1).split(",")]
         elif m := re.match(r"^Filterable: (.+)\. Example:", line):
             current.filters = [c.strip() for c in m.group(1).split(",")]
@@ -396,9 +396,9 @@ FROM monitoring_events
 GROUP BY time, series
 ORDER BY time"""
     attempts = """
-SELECT attempt, countIf(status = 'failed') AS failed, countIf(status = 'sent') AS sent
+SELECT attempt, countIf(status = 'error') AS failed, countIf(status = 'sent') AS sent
 FROM mail_messages
-WHERE $__timeFilter(time) AND direction = 'outgoing'
+WHERE $__timeFilter(time) AND direction = 'outbound'
   AND $__conditionalAll(tenant IN ($tenant), $tenant)
 GROUP BY attempt
 ORDER BY attempt"""
@@ -424,10 +424,10 @@ ORDER BY failed DESC, campaign_id"""
                   ["forced", "tasks_queued", "tasks", "log"], variables, w=16),
         row("Incoming mail"),
         counts_over_time(k, "mail_messages", "Incoming mail by status", "status", variables,
-                         extra=[mail_where.format("incoming")], w=8),
+                         extra=[mail_where.format("inbound")], w=8),
         log_table(k, "mail_messages", "Incoming log",
                   ["mailbox", "from", "subject", "status", "attempt", "message_id",
-                   "error_message"], variables, extra=[mail_where.format("incoming")], w=16),
+                   "error_message"], variables, extra=[mail_where.format("inbound")], w=16),
         row("Outgoing mail"),
         table("Outgoing attempts", sql(attempts), w=8,
               description="Each mail is tried up to three times; a mail failed at attempt 3 "
@@ -435,7 +435,7 @@ ORDER BY failed DESC, campaign_id"""
         log_table(k, "mail_messages", "Outgoing log",
                   ["mailbox", "to", "subject", "status", "attempt", "message_id",
                    "campaign_id", "error_message"], variables,
-                  extra=[mail_where.format("outgoing")], w=16),
+                  extra=[mail_where.format("outbound")], w=16),
         row("Event log"),
         log_table(k, "event_log", "Events, notifications and webhooks",
                   ["event_type", "description", "creation_count", "notification_ids",

@@ -667,7 +667,8 @@ async fn bad_input_gets_a_clear_4xx_and_valid_requests_around_it_are_stored() {
         count_where(&db, "api_calls", "end_user = 'wrong-type'").await,
         0
     );
-    let condition = "log_type = 'logbook.router' AND message LIKE '%api_calls: status_code%'";
+    let condition =
+        "log_type = 'logbook.router' AND message LIKE '%from bad-input%api_calls.status_code%'";
     assert_eq!(
         wait_for(
             &db,
@@ -682,7 +683,7 @@ async fn bad_input_gets_a_clear_4xx_and_valid_requests_around_it_are_stored() {
     let metrics = logbook.metrics().await;
     assert!(
         metrics.contains(
-            "logbook_typed_rejected_records_total{column=\"status_code\",table=\"api_calls\"} 1"
+            "logbook_typed_rejected_records_total{column=\"status_code\",service=\"bad-input\",table=\"api_calls\"} 1"
         ),
         "{metrics}"
     );

@@ -37,6 +37,7 @@ def test_main_job_runs_checks_and_cleans_up(tmp_path):
     assert "check passed: every table received rows, spans included" in run.stdout, run.stdout
     assert re.search(r"spans per kind: .*Client \d+", run.stdout), run.stdout
     assert "api_calls" in run.stdout and "Xero" in run.stdout, run.stdout
+    assert "the API lists api_calls with the demo token: 3 rows" in run.stdout, run.stdout
     assert "stopped: 4 processes" in run.stdout, run.stdout
     # Nothing it started is left: every port is free again, no process runs from its state.
     for name, port in ports.items():
