@@ -140,10 +140,10 @@ VARIANTS = [
 class Server:
     """tests/chdb_http/server.py on a free port, with its own data directory."""
 
-    def __init__(self, path):
+    def __init__(self, path, extra_args=()):
         self.proc = subprocess.Popen(
             [sys.executable, str(SERVER), "--port", "0", "--path", str(path),
-             "--password", PASSWORD, "--exit-on-stdin-eof"],
+             "--password", PASSWORD, "--exit-on-stdin-eof", *extra_args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on (http://\S+)", line)

@@ -78,6 +78,10 @@ pub const KEYS: &[KeyDef] = &[
         doc: "Level filter of logbook's own logs (`log.level` of the file), e.g. `\"debug\"`.",
         validate: |_, value| {
             let level: String = String::deserialize(value).map_err(|e| e.to_string())?;
+            // An empty filter parses but names no level; resetting the key is how to go back.
+            if level.trim().is_empty() {
+                return Err("the level must not be empty (reset the key for the file's)".into());
+            }
             tracing_subscriber::EnvFilter::try_new(&level)
                 .map(drop)
                 .map_err(|e| e.to_string())
@@ -276,6 +280,7 @@ mod tests {
         assert!(check("log.level", Value::from("debug")).is_ok());
         assert!(check("log.level", Value::from("info,[")).is_err());
         assert!(check("log.level", Value::from(3)).is_err());
+        assert!(check("log.level", Value::from(" ")).is_err());
         assert!(check("retention.ttl", serde_json::json!({"api_calls": "7d"})).is_ok());
         assert!(check("retention.ttl", serde_json::json!({"nope": "7d"})).is_err());
         assert!(check("retention.ttl", serde_json::json!({"api_calls": "a week"})).is_err());

@@ -30,6 +30,7 @@ const MAX_PARTITIONS: i64 = 400;
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
     /// The log kind (table) to purge.
+    #[schema(schema_with = kind_names)]
     pub kind: String,
     /// Oldest time to delete (RFC 3339), inclusive.
     pub from: Option<String>,
@@ -39,6 +40,15 @@ pub struct PurgeRequest {
     pub tenant: Option<String>,
     /// Must repeat `kind`: a purge cannot be undone.
     pub confirm: String,
+}
+
+/// `kind`'s schema: one of the log kinds' names.
+fn kind_names() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(KINDS.iter().map(|k| k.name)))
+        .description(Some("The log kind (table) to purge."))
+        .build()
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -384,7 +384,11 @@ pub fn build() -> OpenApi {
     )
     .tag("maintenance")
     .parameter(name())
-    .parameter(query("confirm", "Must repeat the file name.", string()))
+    .parameter({
+        let mut confirm = query("confirm", "Must repeat the file name.", string());
+        confirm.required = Required::True;
+        confirm
+    })
     .build();
     paths = paths.path(
         "/api/v1/maintenance/log-files/{name}",

@@ -22,8 +22,8 @@ use crate::store::migrate::Migrator;
 pub struct Setting {
     pub key: String,
     pub doc: String,
-    /// The stored value; null when the configuration file's applies.
-    #[schema(value_type = Object, nullable)]
+    /// The stored value (any JSON: a string, a number, an object …); null when the
+    /// configuration file's applies.
     pub value: Option<Value>,
     /// The lowest role that may change it.
     pub min_role: Role,

@@ -6,7 +6,7 @@ use serde_json::{Map, Value as Json};
 
 use super::filter::{Cursor, ListRequest, Value, Where};
 use super::{QueryError, QueryLimits, classify};
-use crate::schema::{KINDS, OTEL_TRACES, Role, TableDef};
+use crate::schema::{ColumnDef, KINDS, OTEL_TRACES, Role, TableDef};
 
 /// One page of a list, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -90,20 +90,30 @@ where
     .map_err(classify)
 }
 
-/// The select list of a page: every column, searchable text cut to `preview_chars`.
+/// Prefix of the alias a preview is selected under. Aliasing `leftUTF8(url, n) AS url` would
+/// make ClickHouse read `url` in WHERE as the alias: search would see only the preview, and
+/// the token indexes could not be used.
+const PREVIEW: &str = "_preview_";
+
+/// The select list of a page: every column, searchable text cut to `preview_chars` (under
+/// [`PREVIEW`]`name`; [`list`] renames them back).
 fn list_columns(table: &TableDef, filters: &mut Where, preview_chars: u32) -> String {
     let n = filters.bind("UInt32", Value::UInt(u64::from(preview_chars)));
     table
         .all_columns()
         .map(|c| {
-            if c.role == Role::Search && c.type_name() == "String" {
-                format!("leftUTF8(`{0}`, {n}) AS `{0}`", c.name)
+            if is_previewed(c) {
+                format!("leftUTF8(`{0}`, {n}) AS `{PREVIEW}{0}`", c.name)
             } else {
                 format!("`{}`", c.name)
             }
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn is_previewed(column: &ColumnDef) -> bool {
+    column.role == Role::Search && column.type_name() == "String"
 }
 
 /// A page of `table`'s rows matching `request`, newest first.
@@ -131,6 +141,11 @@ pub async fn list(
     };
     for row in &mut rows {
         row.remove("_time_ns");
+        for column in table.all_columns().filter(|c| is_previewed(c)) {
+            if let Some(preview) = row.remove(&format!("{PREVIEW}{}", column.name)) {
+                row.insert(column.name.to_owned(), preview);
+            }
+        }
     }
     Ok(Page { rows, next_cursor })
 }
@@ -235,16 +250,19 @@ async fn related_rows(
     let parts: Vec<String> = KINDS
         .iter()
         .map(|kind| {
+            // No alias may shadow a column: ClickHouse resolves a name in WHERE to the
+            // SELECT's alias first, so `toString(id) AS id` turned `id = {p:UUID}` into a
+            // String = UUID comparison.
             format!(
-                "SELECT '{0}' AS kind, toString(id) AS id, toString(time) AS time, {relation} AS relation \
-                 FROM `{0}` WHERE {condition}",
+                "SELECT '{0}' AS kind, id AS row_id, time AS row_time FROM `{0}` WHERE {condition}",
                 kind.name
             )
         })
         .collect();
     let max = filters.bind("UInt32", Value::UInt(u64::from(MAX_RELATED)));
     let sql = format!(
-        "SELECT kind, id, time, relation FROM ({}) ORDER BY time LIMIT {max}",
+        "SELECT kind, toString(row_id) AS id, toString(row_time) AS time, {relation} AS relation \
+         FROM ({}) ORDER BY row_time LIMIT {max}",
         parts.join(" UNION ALL ")
     );
     fetch_rows(limits, filters.apply(client.query(&sql))).await

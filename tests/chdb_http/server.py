@@ -442,6 +442,12 @@ class Handler(BaseHTTPRequestHandler):
         settings = SERVER_DEFAULTS | {k: v for k, v in params.items()
                                       if k not in CLIENT_PARAMS and not k.startswith("param_")}
         database = self.headers.get("X-ClickHouse-Database") or params.get("database")
+        if self.server.query_log and data is None:
+            line = json.dumps({"sql": sql, "params": query_params, "settings": settings,
+                               "database": database})
+            with self.server.query_log_lock:
+                self.server.query_log.write(line + "\n")
+                self.server.query_log.flush()
 
         started = time.monotonic_ns()
         conn = ENGINE.connect()
@@ -523,6 +529,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    query_log = None  # --log-queries: an open file
 
     def handle_error(self, request, client_address):
         # Clients dropping keep-alive connections is normal; anything else is a bug here.
@@ -541,12 +548,16 @@ def main():
     ap.add_argument("--exit-on-stdin-eof", action="store_true",
                     help="exit when stdin closes, i.e. when the parent process dies")
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    ap.add_argument("--log-queries", metavar="FILE",
+                    help="append each query (SQL, parameters, settings) to FILE as a JSON line")
     args = ap.parse_args()
 
     temp = None if args.path else tempfile.mkdtemp(prefix="chdb-http-")
     ENGINE = Engine(args.path or temp)
     server = Server((args.host, args.port), Handler)
     server.user, server.password, server.verbose = args.user, args.password, args.verbose
+    server.query_log = open(args.log_queries, "a") if args.log_queries else None
+    server.query_log_lock = threading.Lock()
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -112,6 +112,8 @@ async fn each_filter_returns_exactly_the_matching_rows() {
     calls[1].response_body = "upstream gateway timeout while calling zendesk".into();
     calls[2].application = "Zendesk".into();
     calls[3].end_user = "bob".into();
+    // Past the list's preview length: search reads the whole column, not the preview.
+    calls[3].response_body = format!("{}deepword", "padding ".repeat(40));
     insert(&db, &calls).await;
     let want = |picked: &[usize]| -> HashSet<String> {
         picked.iter().map(|&i| calls[i].id.0.to_string()).collect()
@@ -137,6 +139,7 @@ async fn each_filter_returns_exactly_the_matching_rows() {
         (&[("q", "gateway timeout")], &[1]),
         (&[("q", "zendesk"), ("outcome", "error")], &[1]),
         (&[("q", "nowhere")], &[]),
+        (&[("q", "deepword")], &[3]),
         (
             &[("bot", "helpdesk"), ("outcome", "error"), ("from", &from)],
             &[1],
@@ -440,6 +443,10 @@ async fn detail_returns_the_whole_row_related_rows_and_spans() {
     let path = format!("/api/v1/logs/monitoring_events/{}", event.id.0);
     let (status, detail) = api.get(Some(&owner), &path, &[]).await;
     assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["related"].as_array().unwrap().len(), 1, "{detail}");
+    assert_eq!(detail["related"][0]["relation"], "related_log_id");
+    assert_eq!(detail["related"][0]["kind"], "api_calls");
+    assert_eq!(detail["related"][0]["id"], failed.id.0.to_string());
 
     let (status, _) = api
         .get(

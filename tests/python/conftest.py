@@ -1,6 +1,8 @@
 """Shared fixtures: `stack` runs a real `logbook serve` (migrated) on its own chdb-backed
-ClickHouse for one test module, in the database the module names as `DATABASE`. Needs the
-logbook binary: `cargo build` (scripts/test runs cargo test first), or LOGBOOK_BIN."""
+ClickHouse for one test module, in the database the module names as `DATABASE`, with the
+module's `CONFIG_EXTRA` (TOML, `{tmp}` standing for the module's temporary directory) appended
+to its configuration. Needs the logbook binary: `cargo build` (scripts/test runs cargo test
+first), or LOGBOOK_BIN."""
 
 import os
 import re
@@ -42,7 +44,8 @@ def stack(request, tmp_path_factory):
         f'[clickhouse]\nurl = "{url}"\npassword = "{PASSWORD}"\ndatabase = "{database}"\n'
         f'[server]\nlisten = "127.0.0.1:{api}"\n'
         f'[ingest]\ngrpc_listen = "127.0.0.1:{grpc}"\nhttp_listen = "127.0.0.1:{http}"\n'
-        f'[queue]\npath = "{tmp / "queue"}"\n[batch]\nmax_age = "200ms"\n')
+        f'[queue]\npath = "{tmp / "queue"}"\n[batch]\nmax_age = "200ms"\n'
+        + getattr(request.module, "CONFIG_EXTRA", "").replace("{tmp}", str(tmp)))
     subprocess.run([str(BIN), "migrate", "--config", str(config)], check=True, capture_output=True)
     logbook = subprocess.Popen([str(BIN), "serve", "--config", str(config)],
                                stdout=subprocess.DEVNULL, stderr=open(tmp / "stderr.log", "w"))
@@ -58,7 +61,7 @@ def stack(request, tmp_path_factory):
     host, port = url.removeprefix("http://").split(":")
     client = clickhouse_connect.get_client(host=host, port=int(port), password=PASSWORD, database=database)
     yield {"grpc": f"http://127.0.0.1:{grpc}", "http": f"http://127.0.0.1:{http}", "ch": client,
-           "tmp": tmp}
+           "tmp": tmp, "api": f"http://127.0.0.1:{api}", "config": config}
     logbook.terminate()
     assert logbook.wait(timeout=30) == 0
     clickhouse.stdin.close()
