@@ -63,7 +63,11 @@ async fn rejected_records_are_listed_by_sql_and_counted_by_service() {
     )
     .await;
     assert_eq!(warned, 1);
-    assert_eq!(count_where(&db, "api_calls", "bot = 'late-bot'").await, 2);
+    // A batch's tables are inserted one after the other: wait for the typed rows too.
+    assert_eq!(
+        wait_for(&db, "api_calls", "bot = 'late-bot'", 2, WITHIN).await,
+        2
+    );
     // Counted by sending service, and reported where on-call people look.
     let metrics = logbook.metrics().await;
     for line in [
