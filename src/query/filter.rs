@@ -130,6 +130,15 @@ impl Cursor {
         format!("{}_{}", self.time_ns, self.id.simple())
     }
 
+    /// Keeps the rows after this one in `(time_column, id)` descending order.
+    pub fn older_rows(&self, filters: &mut Where, time_column: &str) {
+        let t = filters.bind("Int64", Value::Int(self.time_ns));
+        let id = filters.bind("UUID", Value::Str(self.id.to_string()));
+        filters.conditions.push(format!(
+            "{time_column} <= fromUnixTimestamp64Nano({t}) AND ({time_column} < fromUnixTimestamp64Nano({t}) OR id < {id})"
+        ));
+    }
+
     pub fn decode(text: &str) -> Result<Cursor, QueryError> {
         let bad = || QueryError::Invalid(format!("cursor {text:?} is not one this API returned"));
         let (time, id) = text.split_once('_').ok_or_else(bad)?;
@@ -170,17 +179,7 @@ pub fn parse_list(
                     .push(format!("time < fromUnixTimestamp64Nano({p})"));
             }
             "q" => search(table, value, &mut filters)?,
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|l| (1..=max_limit).contains(l))
-                    .ok_or_else(|| {
-                        QueryError::Invalid(format!(
-                            "limit must be a whole number from 1 to {max_limit}"
-                        ))
-                    })?;
-            }
+            "limit" => limit = page_limit(value, max_limit)?,
             "cursor" => cursor = Some(Cursor::decode(value)?),
             _ => {
                 let (name, bound) = match key.rsplit_once('_') {
@@ -237,11 +236,7 @@ pub fn parse_list(
         filters.conditions.push(format!("tenant = {p}"));
     }
     if let Some(cursor) = &cursor {
-        let t = filters.bind("Int64", Value::Int(cursor.time_ns));
-        let id = filters.bind("UUID", Value::Str(cursor.id.to_string()));
-        filters.conditions.push(format!(
-            "time <= fromUnixTimestamp64Nano({t}) AND (time < fromUnixTimestamp64Nano({t}) OR id < {id})"
-        ));
+        cursor.older_rows(&mut filters, "time");
     }
     Ok(ListRequest {
         filters,
@@ -318,6 +313,19 @@ fn typed(column: &ColumnDef, ty: FilterType, value: &str) -> Result<Value, Query
                 })
         }
     }
+}
+
+/// A page size the caller asked for, from 1 to `max_limit`.
+pub(crate) fn page_limit(value: &str, max_limit: u32) -> Result<u32, QueryError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|l| (1..=max_limit).contains(l))
+        .ok_or_else(|| {
+            QueryError::Invalid(format!(
+                "limit must be a whole number from 1 to {max_limit}"
+            ))
+        })
 }
 
 pub(crate) fn timestamp(key: &str, value: &str) -> Result<i64, QueryError> {

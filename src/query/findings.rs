@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use super::filter::{Cursor, Value, Where, timestamp};
+use super::filter::{Cursor, Value, Where, page_limit, timestamp};
 use super::rows::fetch_json;
 use super::{QueryError, QueryLimits};
 use crate::schema::KINDS;
@@ -122,25 +122,8 @@ pub fn parse(
                     .conditions
                     .push(format!("Timestamp < fromUnixTimestamp64Nano({p})"));
             }
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|l| (1..=max_limit).contains(l))
-                    .ok_or_else(|| {
-                        QueryError::Invalid(format!(
-                            "limit must be a whole number from 1 to {max_limit}"
-                        ))
-                    })?;
-            }
-            "cursor" => {
-                let cursor = Cursor::decode(value)?;
-                let t = filters.bind("Int64", Value::Int(cursor.time_ns));
-                let id = filters.bind("UUID", Value::Str(cursor.id.to_string()));
-                filters.conditions.push(format!(
-                    "Timestamp <= fromUnixTimestamp64Nano({t}) AND (Timestamp < fromUnixTimestamp64Nano({t}) OR id < {id})"
-                ));
-            }
+            "limit" => limit = page_limit(value, max_limit)?,
+            "cursor" => Cursor::decode(value)?.older_rows(&mut filters, "Timestamp"),
             _ => {
                 return Err(QueryError::Invalid(format!(
                     "unknown parameter {key:?}; findings accept {}",
@@ -220,6 +203,15 @@ pub async fn list(
 mod tests {
     use super::*;
 
+    fn values(request: &FindingsRequest) -> Vec<Value> {
+        request
+            .filters
+            .params
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -242,14 +234,8 @@ mod tests {
             "{sql}"
         );
         assert!(sql.ends_with("tenant = {p2:String}"), "{sql}");
-        let values: Vec<_> = request
-            .filters
-            .params
-            .iter()
-            .map(|(_, v)| v.clone())
-            .collect();
         assert_eq!(
-            values,
+            values(&request),
             [
                 Value::Int(99 * DAY),
                 Value::Str("billing".into()),
@@ -270,14 +256,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(request.finding, Finding::Warnings);
-        let values: Vec<_> = request
-            .filters
-            .params
-            .iter()
-            .map(|(_, v)| v.clone())
-            .collect();
         assert_eq!(
-            values[..2],
+            values(&request)[..2],
             [
                 Value::Str("api_calls.".into()),
                 Value::Str("api_calls:".into())
