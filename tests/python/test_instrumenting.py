@@ -40,8 +40,11 @@ def run_example(name, stack, tmp_path):
                LOGBOOK_OTLP=stack["grpc"], NODE_PATH=str(NODE_MODULES))
     code = EXAMPLES[name]
     if name == "rust":
+        # `cargo test --all-targets` builds examples as test binaries only: build the example.
+        subprocess.run(["cargo", "build", "--quiet", "--locked", "-p", "logbook-events",
+                        "--example", "instrumenting"], cwd=ROOT, check=True, timeout=900)
         command = [str(BIN.parent / "examples" / "instrumenting")]
-        assert os.path.exists(command[0]), "build the examples: cargo test --all-targets"
+        assert os.path.exists(command[0]), command[0]
     elif name == "python":
         (tmp_path / "example.py").write_text(code)
         command = [sys.executable, "example.py"]
