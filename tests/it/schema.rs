@@ -211,6 +211,39 @@ async fn column_missing_from_an_older_table_is_added_without_data_loss() {
 }
 
 #[tokio::test]
+async fn a_version_3_table_gets_the_apis_projection_and_id_index_with_its_rows() {
+    let (db, config) = migrated("migrate_add_projection", "").await;
+    // Schema version 3: api_calls without the by_tenant projection and the id index (the API).
+    for sql in [
+        "INSERT INTO api_calls (id, time, tenant, bot) SELECT generateUUIDv7(), now64(9), 't1', 'b' FROM numbers(10)",
+        "ALTER TABLE api_calls DROP PROJECTION by_tenant",
+        "ALTER TABLE api_calls DROP INDEX idx_id",
+    ] {
+        db.client.query(sql).execute().await.unwrap();
+    }
+    let steps = migrator(&db, &config).run(false).await.unwrap();
+    let mut descriptions: Vec<_> = steps.iter().map(|s| s.description.as_str()).collect();
+    descriptions.sort_unstable();
+    assert_eq!(
+        descriptions,
+        [
+            "add index api_calls.idx_id",
+            "add projection api_calls.by_tenant",
+            "build projection api_calls.by_tenant for existing rows",
+        ]
+    );
+    let projections: Vec<String> = db
+        .client
+        .query("SELECT name FROM system.projections WHERE database = currentDatabase() AND table = 'api_calls'")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(projections, ["by_tenant"]);
+    assert_eq!(count_where(&db, "api_calls", "tenant = 't1'").await, 10);
+    assert!(migrator(&db, &config).run(false).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn concurrent_migrations_from_several_replicas_converge() {
     let db = test_db("migrate_concurrent").await;
     let config = config_for(&db, "");
