@@ -166,13 +166,7 @@ fn query(
     doc: &str,
     schema: impl Into<RefOr<Schema>>,
 ) -> utoipa::openapi::path::Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(doc))
-        .schema(Some(schema))
-        .build()
+    parameter(name, doc, schema, ParameterIn::Query, Required::False)
 }
 
 fn path_param(
@@ -180,13 +174,35 @@ fn path_param(
     doc: &str,
     schema: impl Into<RefOr<Schema>>,
 ) -> utoipa::openapi::path::Parameter {
+    parameter(name, doc, schema, ParameterIn::Path, Required::True)
+}
+
+fn parameter(
+    name: &str,
+    doc: &str,
+    schema: impl Into<RefOr<Schema>>,
+    place: ParameterIn,
+    required: Required,
+) -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
         .name(name)
-        .parameter_in(ParameterIn::Path)
-        .required(Required::True)
+        .parameter_in(place)
+        .required(required)
         .description(Some(doc))
         .schema(Some(schema))
         .build()
+}
+
+/// The schema of a paging parameter every list shares (`from`, `to`, `limit`, `cursor`).
+fn paging(name: &str, max_page: u32) -> ObjectBuilder {
+    match name {
+        "from" | "to" => string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        "limit" => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(max_page)),
+        _ => string(),
+    }
 }
 
 fn string() -> ObjectBuilder {
@@ -198,15 +214,8 @@ fn list_parameters(table: &TableDef, max_page: u32) -> Vec<utoipa::openapi::path
     let mut out = Vec::new();
     for (name, doc) in COMMON_PARAMS {
         let schema = match *name {
-            "from" | "to" => {
-                string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-            }
-            "limit" => ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1))
-                .maximum(Some(max_page)),
             "q" => string().min_length(Some(1)).max_length(Some(200)),
-            _ => string(),
+            other => paging(other, max_page),
         };
         out.push(query(name, doc, schema));
     }
@@ -301,18 +310,11 @@ pub fn build() -> OpenApi {
             let schema = match *name {
                 "finding" => string().enum_values(Some(["rejected", "warnings"])),
                 "kind" => string().enum_values(Some(KINDS.iter().map(|k| k.name))),
-                "from" | "to" => {
-                    string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-                }
-                "limit" => ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(max_page)),
                 "service" => {
                     let item = RefOr::T(Schema::Object(string().build()));
                     return query(name, doc, ArrayBuilder::new().items(item).build());
                 }
-                _ => string(),
+                other => paging(other, max_page),
             };
             query(name, doc, schema)
         })
