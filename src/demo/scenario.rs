@@ -123,7 +123,7 @@ impl Simulator {
             7 => vec![self.automation(time)],
             8 => vec![self.schedule_occurrence(time)],
             9 => vec![self.bulk_mail(time)],
-            10 => vec![self.monitoring(time)],
+            10 => self.monitoring(time),
             11 => vec![self.audit(time)],
             12 => vec![self.access(time)],
             13 => vec![self.webhook_failure(time)],
@@ -332,6 +332,11 @@ impl Simulator {
         } else {
             0
         };
+        self.mail_attempts(time, outgoing, attempts_failing)
+    }
+
+    /// The attempts at one mail, of which the first `attempts_failing` (up to 3) fail.
+    fn mail_attempts(&mut self, time: Ts, outgoing: bool, attempts_failing: u8) -> Vec<TypedRow> {
         let mailbox = self.pick(MAILBOXES).to_owned();
         let message_id = format!("<{}@acme.example>", self.rng.random::<u32>());
         let mut rows = Vec::new();
@@ -477,7 +482,9 @@ impl Simulator {
         })
     }
 
-    fn monitoring(&mut self, time: Ts) -> TypedRow {
+    /// A monitoring event and the failed row it is about, which its `related_log_id` names
+    /// (as the product links an event to the mail or scheduler run that failed).
+    fn monitoring(&mut self, time: Ts) -> Vec<TypedRow> {
         let (severity, number) = [
             ("info", 9u8),
             ("warning", 13),
@@ -485,21 +492,33 @@ impl Simulator {
             ("error", 17),
             ("critical", 21),
         ][self.rng.random_range(0..5)];
-        TypedRow::MonitoringEvent(MonitoringEvent {
+        let log_type = self.pick(&["outgoing_mail", "task_scheduler", "incoming_mail"]);
+        let (mut rows, message) = match log_type {
+            "task_scheduler" => {
+                let mut run = self.scheduler_run(time);
+                if let TypedRow::TaskSchedulerRun(run) = &mut run {
+                    run.log.push_str("\nerror: outgoing mail task timed out");
+                }
+                (vec![run], "a scheduled task has failed".to_owned())
+            }
+            mail => (
+                self.mail_attempts(time, mail == "outgoing_mail", 3),
+                "an email has failed to process 3 times".to_owned(),
+            ),
+        };
+        let failed = rows.last_mut().expect("at least one row").common_mut().id.0;
+        let event = TypedRow::MonitoringEvent(MonitoringEvent {
             id: self.id(time),
             time,
             severity: severity.to_owned(),
             severity_number: number,
-            message: format!(
-                "{} emails have failed to process",
-                self.rng.random_range(1..6)
-            ),
-            log_type: self
-                .pick(&["outgoing_mail", "task_scheduler", "incoming_mail"])
-                .to_owned(),
-            related_log_id: format!("{}", self.rng.random_range(1..99_999)),
+            message,
+            log_type: log_type.to_owned(),
+            related_log_id: failed.to_string(),
             ..MonitoringEvent::default()
-        })
+        });
+        rows.push(event);
+        rows
     }
 
     fn audit(&mut self, time: Ts) -> TypedRow {
@@ -628,6 +647,42 @@ mod tests {
         tables.sort();
         tables.dedup();
         assert_eq!(tables.len(), crate::schema::KINDS.len());
+    }
+
+    #[test]
+    fn a_monitoring_event_names_a_failed_row_of_its_own_event() {
+        let mut sim = Simulator::new(5, 4);
+        let mut seen = 0;
+        for i in 0..2_000 {
+            let mut rows = sim.next(Ts(i));
+            let Some(TypedRow::MonitoringEvent(event)) = rows.pop() else {
+                continue;
+            };
+            seen += 1;
+            let index = rows
+                .iter_mut()
+                .position(|r| r.common_mut().id.0.to_string() == event.related_log_id)
+                .unwrap_or_else(|| panic!("{} names no row of its event", event.related_log_id));
+            let related = &mut rows[index];
+            assert_eq!(*related.common_mut().tenant, event.tenant);
+            match related {
+                TypedRow::MailMessage(mail) => {
+                    assert_eq!(mail.status, "error");
+                    let direction = if event.log_type == "outgoing_mail" {
+                        "outbound"
+                    } else {
+                        "inbound"
+                    };
+                    assert_eq!(mail.direction, direction);
+                }
+                TypedRow::TaskSchedulerRun(run) => {
+                    assert_eq!(event.log_type, "task_scheduler");
+                    assert!(run.log.contains("error"), "{}", run.log);
+                }
+                other => panic!("a monitoring event about a {}", other.table().name),
+            }
+        }
+        assert!(seen > 20, "{seen} monitoring events");
     }
 
     #[test]

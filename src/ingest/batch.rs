@@ -89,7 +89,9 @@ impl Batch {
             queue_id,
             position: self.first,
         };
-        for (index, ((service, kind, table, column), (count, example, time))) in
+        // The example names the table and column; `related_log_id` is left empty, as it holds
+        // row ids only (the API's detail endpoint looks the row up).
+        for (index, ((service, kind, _table, _column), (count, example, time))) in
             grouped.into_iter().enumerate()
         {
             let (severity, severity_number, what) = match kind {
@@ -100,11 +102,6 @@ impl Batch {
                 ),
                 _ => ("info", 9, "were stored with a warning (logbook.warnings)"),
             };
-            let place = if table.is_empty() {
-                column.clone()
-            } else {
-                format!("{table}.{column}")
-            };
             let event = MonitoringEvent {
                 id: RowId(origin.row_id(u64::MAX - index as u64, time)),
                 time,
@@ -113,7 +110,6 @@ impl Batch {
                 severity_number,
                 message: format!("{count} record(s) from {service} {what}: {example}"),
                 log_type: "logbook.router".into(),
-                related_log_id: place,
                 ..MonitoringEvent::default()
             };
             self.rows.push_typed(&TypedRow::MonitoringEvent(event));
@@ -169,7 +165,7 @@ mod tests {
         let events = batch.rows.table(MonitoringEvent::TABLE).unwrap();
         assert_eq!((events.rows, batch.rows.len()), (2, 2));
         let event = MonitoringEvent::read_row(&mut events.bytes.as_slice()).unwrap();
-        assert_eq!(event.related_log_id, "api_calls.bot");
+        assert_eq!(event.related_log_id, "");
         assert!(
             event.message.starts_with(
                 "2 record(s) from billing got no typed row (kept in otel_logs, see its \
