@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from demo_stack import ROOT, demo_stack  # noqa: F401 (fixture)
+from demo_stack import demo_stack  # noqa: F401 (fixture)
+from logbook_stack import ROOT
 
 DOC = ROOT / "docs" / "analysts.md"
 QUERIES = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.S)

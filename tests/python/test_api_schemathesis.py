@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, wait_count
+from conftest import wait_count
+from logbook_stack import BIN
 
 DATABASE = "schemathesis_test"
 CONFIG_EXTRA = ('[log.file]\npath = "{tmp}/logs/logbook.log"\n'

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from demo_stack import BIN, ROOT, SERVER
+from logbook_stack import BIN, ROOT, SERVER
 
 HERE = Path(__file__).parent
 

@@ -18,7 +18,8 @@ import jsonschema
 import pytest
 import yaml
 
-from demo_stack import BACKFILL_DAYS, ROOT, demo_stack  # noqa: F401 (fixture)
+from demo_stack import BACKFILL_DAYS, demo_stack  # noqa: F401 (fixture)
+from logbook_stack import ROOT
 from grafana_queries import ALL, Range, expand, utc
 
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))

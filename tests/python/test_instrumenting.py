@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from conftest import BIN, ROOT, wait_count
+from conftest import wait_count
+from logbook_stack import BIN, ROOT
 
 GUIDE = ROOT / "docs" / "instrumenting.md"
 RUST_EXAMPLE = ROOT / "crates" / "logbook-events" / "examples" / "instrumenting.rs"
