@@ -116,6 +116,14 @@ fn is_previewed(column: &ColumnDef) -> bool {
     column.role == Role::Search && column.type_name() == "String"
 }
 
+/// How far back from the newest time asked for each query of a page reaches, in seconds: a
+/// page is read window after window, the next one only when the rows found so far do not fill
+/// it, the last without a lower bound. A short window lets the engine prune by time (daily
+/// partitions, the `by_time` projection's key) and pick the layout that reads least for the
+/// filters; newest first within a window it stops at the page. One window of an hour fills
+/// most pages; a rare match costs a few more queries, each served by the token indexes.
+const WINDOWS_S: [i64; 3] = [3_600, 8 * 3_600, 64 * 3_600];
+
 /// A page of `table`'s rows matching `request`, newest first.
 pub async fn list(
     client: &clickhouse::Client,
@@ -123,16 +131,35 @@ pub async fn list(
     table: &TableDef,
     request: &ListRequest,
 ) -> Result<Page, QueryError> {
-    let mut filters = request.filters.clone();
-    let columns = list_columns(table, &mut filters, limits.preview_chars);
-    let limit = filters.bind("UInt32", Value::UInt(u64::from(request.limit) + 1));
-    let sql = format!(
-        "SELECT {columns}, toUnixTimestamp64Nano(time) AS _time_ns FROM `{}` WHERE {} \
-         ORDER BY time DESC, id DESC LIMIT {limit}",
-        table.name,
-        filters.sql()
-    );
-    let mut rows = fetch_json(limits, filters.apply(client.query(&sql))).await?;
+    let want = request.limit as usize + 1;
+    let newest = request.newest_ns.unwrap_or_else(now_ns);
+    let mut rows = Vec::new();
+    // Each window takes the rows older than the previous one's lower bound, so the windows
+    // split the time range asked for: no row is in two, every row is in one.
+    let mut older_than = None;
+    for window in WINDOWS_S.iter().map(Some).chain([None]) {
+        let since = window
+            .map(|w| newest.saturating_sub(w.saturating_mul(1_000_000_000)))
+            .filter(|since| *since > request.oldest_ns.unwrap_or(0));
+        let mut filters = request.filters.clone();
+        if let Some(t) = older_than {
+            let p = filters.bind("Int64", Value::Int(t));
+            filters
+                .conditions
+                .push(format!("time < fromUnixTimestamp64Nano({p})"));
+        }
+        if let Some(t) = since {
+            let p = filters.bind("Int64", Value::Int(t));
+            filters
+                .conditions
+                .push(format!("time >= fromUnixTimestamp64Nano({p})"));
+        }
+        rows.extend(newest_rows(client, limits, table, filters, want - rows.len()).await?);
+        if rows.len() >= want || since.is_none() {
+            break;
+        }
+        older_than = since;
+    }
     let more = rows.len() > request.limit as usize;
     rows.truncate(request.limit as usize);
     let next_cursor = match (more, rows.last()) {
@@ -148,6 +175,29 @@ pub async fn list(
         }
     }
     Ok(Page { rows, next_cursor })
+}
+
+/// The newest `limit` rows of `table` matching `filters`, with previews and `_time_ns`.
+async fn newest_rows(
+    client: &clickhouse::Client,
+    limits: &QueryLimits,
+    table: &TableDef,
+    mut filters: Where,
+    limit: usize,
+) -> Result<Vec<Map<String, Json>>, QueryError> {
+    let columns = list_columns(table, &mut filters, limits.preview_chars);
+    let limit = filters.bind("UInt32", Value::UInt(limit as u64));
+    let sql = format!(
+        "SELECT {columns}, toUnixTimestamp64Nano(time) AS _time_ns FROM `{}` WHERE {} \
+         ORDER BY time DESC, id DESC LIMIT {limit}",
+        table.name,
+        filters.sql()
+    );
+    fetch_json(limits, filters.apply(client.query(&sql))).await
+}
+
+fn now_ns() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn cursor_of(row: &Map<String, Json>) -> Result<Cursor, QueryError> {
