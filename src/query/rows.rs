@@ -116,13 +116,25 @@ fn is_previewed(column: &ColumnDef) -> bool {
     column.role == Role::Search && column.type_name() == "String"
 }
 
-/// How far back from the newest time asked for each query of a page reaches, in seconds: a
-/// page is read window after window, the next one only when the rows found so far do not fill
-/// it, the last without a lower bound. A short window lets the engine prune by time (daily
-/// partitions, the `by_time` projection's key) and pick the layout that reads least for the
-/// filters; newest first within a window it stops at the page. One window of an hour fills
-/// most pages; a rare match costs a few more queries, each served by the token indexes.
-const WINDOWS_S: [i64; 3] = [3_600, 8 * 3_600, 64 * 3_600];
+/// How far back from the newest time asked for the first query of a page reaches. A page is
+/// read window after window, the next one only when the rows found so far do not fill it: a
+/// short window lets the engine prune by time (daily partitions, the `by_time` projection's
+/// key) and pick the layout that reads least for the filters, instead of scanning every day
+/// for the newest rows. Half an hour holds a full page of most lists.
+const FIRST_WINDOW_NS: i64 = 30 * 60 * 1_000_000_000;
+
+/// How much further back the next window reaches: as far again as the rows found so far say
+/// the rest of the page needs, with a margin, at least doubling the reach and at most 16
+/// times it (8 times when nothing was found yet), so that a rare match costs a few queries.
+fn next_reach(reach: i64, found: usize, missing: usize) -> i64 {
+    let more = if found == 0 {
+        reach.saturating_mul(8)
+    } else {
+        let needed = reach as f64 * 1.5 * missing as f64 / found as f64;
+        (needed as i64).clamp(reach, reach.saturating_mul(16))
+    };
+    reach.saturating_add(more)
+}
 
 /// A page of `table`'s rows matching `request`, newest first.
 pub async fn list(
@@ -133,14 +145,15 @@ pub async fn list(
 ) -> Result<Page, QueryError> {
     let want = request.limit as usize + 1;
     let newest = request.newest_ns.unwrap_or_else(now_ns);
+    let oldest = request.oldest_ns.unwrap_or(0);
     let mut rows = Vec::new();
     // Each window takes the rows older than the previous one's lower bound, so the windows
-    // split the time range asked for: no row is in two, every row is in one.
+    // split the time range asked for: no row is in two, every row is in one. The last one has
+    // no lower bound but `from`'s.
+    let mut reach = FIRST_WINDOW_NS;
     let mut older_than = None;
-    for window in WINDOWS_S.iter().map(Some).chain([None]) {
-        let since = window
-            .map(|w| newest.saturating_sub(w.saturating_mul(1_000_000_000)))
-            .filter(|since| *since > request.oldest_ns.unwrap_or(0));
+    loop {
+        let since = Some(newest.saturating_sub(reach)).filter(|since| *since > oldest);
         let mut filters = request.filters.clone();
         if let Some(t) = older_than {
             let p = filters.bind("Int64", Value::Int(t));
@@ -159,6 +172,7 @@ pub async fn list(
             break;
         }
         older_than = since;
+        reach = next_reach(reach, rows.len(), want - rows.len());
     }
     let more = rows.len() > request.limit as usize;
     rows.truncate(request.limit as usize);
@@ -338,4 +352,23 @@ async fn spans(
         traces = OTEL_TRACES.name,
     );
     fetch_rows(limits, filters.apply(client.query(&sql))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    #[test]
+    fn windows_grow_by_what_the_rows_found_say_the_page_still_needs() {
+        // 17 of 51 rows in half an hour: the next window reaches 1.5 hours further.
+        assert_eq!(next_reach(HOUR / 2, 17, 34), 2 * HOUR);
+        // Nothing found: 8 times further, then again.
+        assert_eq!(next_reach(HOUR, 0, 51), 9 * HOUR);
+        // Almost full: at least twice as far; one row in a long window: at most 17 times.
+        assert_eq!(next_reach(HOUR, 50, 1), 2 * HOUR);
+        assert_eq!(next_reach(HOUR, 1, 50), 17 * HOUR);
+        assert_eq!(next_reach(i64::MAX / 2, 0, 1), i64::MAX);
+    }
 }

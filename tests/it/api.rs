@@ -304,9 +304,10 @@ async fn pagination_walks_100k_rows_once_each_while_rows_arrive() {
     assert!(body["next_cursor"].is_string());
 }
 
-/// A page is read in time windows back from its newest time (1 h, 8 h, 64 h, then the rest):
-/// rows on both sides of every window's edge, and pages that end inside a window, come out
-/// once each and in order, with and without `from` and `to`.
+/// A page is read in time windows back from its newest time (half an hour, then growing by
+/// what the rows found say is still needed): rows on both sides of the first windows' edges,
+/// and pages that end inside a window, come out once each and in order, with and without
+/// `from` and `to`.
 #[tokio::test]
 async fn pages_spanning_the_time_windows_list_every_row_once_in_order() {
     let db = test_db("api_windows").await;
@@ -315,18 +316,20 @@ async fn pages_spanning_the_time_windows_list_every_row_once_in_order() {
     let owner = logbook.token("owner", None, &[]);
     let now = now_ns();
     let minute = 60 * NS;
-    // Ages from the future (a sender's clock ahead) to five days, two rows on each window edge.
+    // Ages from the future (a sender's clock ahead) to five days, a row on each side of the
+    // first window's edge (30 minutes): with pages of 1, 3 and 50 rows and `from`/`to`, the
+    // windows after it start and end at many places between them.
     let ages = [
         -10 * minute,
         10 * minute,
-        HOUR - minute,
-        HOUR + minute,
+        30 * minute - NS,
+        30 * minute + NS,
         2 * HOUR,
-        8 * HOUR - minute,
-        8 * HOUR + minute,
+        4 * HOUR + 29 * minute,
+        4 * HOUR + 31 * minute,
         30 * HOUR,
-        64 * HOUR - minute,
-        64 * HOUR + minute,
+        40 * HOUR + 29 * minute,
+        40 * HOUR + 31 * minute,
         120 * HOUR,
     ];
     let mut calls: Vec<ApiCall> = ages
