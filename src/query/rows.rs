@@ -125,10 +125,11 @@ const FIRST_WINDOW_NS: i64 = 30 * 60 * 1_000_000_000;
 
 /// How much further back the next window reaches: as far again as the rows found so far say
 /// the rest of the page needs, with a margin, at least doubling the reach and at most 16
-/// times it (8 times when nothing was found yet), so that a rare match costs a few queries.
+/// times it; 32 times when nothing was found yet, so that a rare word (a request id) costs
+/// three queries, the last two served by the token indexes.
 fn next_reach(reach: i64, found: usize, missing: usize) -> i64 {
     let more = if found == 0 {
-        reach.saturating_mul(8)
+        reach.saturating_mul(32)
     } else {
         let needed = reach as f64 * 1.5 * missing as f64 / found as f64;
         (needed as i64).clamp(reach, reach.saturating_mul(16))
@@ -364,8 +365,9 @@ mod tests {
     fn windows_grow_by_what_the_rows_found_say_the_page_still_needs() {
         // 17 of 51 rows in half an hour: the next window reaches 1.5 hours further.
         assert_eq!(next_reach(HOUR / 2, 17, 34), 2 * HOUR);
-        // Nothing found: 8 times further, then again.
-        assert_eq!(next_reach(HOUR, 0, 51), 9 * HOUR);
+        // Nothing found: 32 times further (half an hour, 16.5 hours, 544.5 hours).
+        assert_eq!(next_reach(HOUR / 2, 0, 51), 33 * HOUR / 2);
+        assert_eq!(next_reach(33 * HOUR / 2, 0, 51), 1089 * HOUR / 2);
         // Almost full: at least twice as far; one row in a long window: at most 17 times.
         assert_eq!(next_reach(HOUR, 50, 1), 2 * HOUR);
         assert_eq!(next_reach(HOUR, 1, 50), 17 * HOUR);
