@@ -86,18 +86,18 @@ class QueryLog:
     def mark(self):
         return self.path.stat().st_size
 
-    def list_query_since(self, mark, within=10):
-        deadline = time.time() + within
-        while True:
-            with open(self.path) as f:
-                f.seek(mark)
-                for line in f:
-                    entry = json.loads(line)
-                    if "FROM `api_calls`" in entry["sql"] and entry["sql"].lstrip().startswith("SELECT"):
-                        return entry
-            if time.time() > deadline:
-                raise SystemExit("the API's query is not in the query log")
-            time.sleep(0.05)
+    def list_queries_since(self, mark):
+        """The SELECTs on `api_calls` one request sent (a page may take several time windows,
+        src/query/rows.rs); the server logs a query before running it, so they are all there
+        once the response is."""
+        with open(self.path) as f:
+            f.seek(mark)
+            entries = [json.loads(line) for line in f]
+        found = [e for e in entries
+                 if "FROM `api_calls`" in e["sql"] and e["sql"].lstrip().startswith("SELECT")]
+        if not found:
+            raise SystemExit("the API's query is not in the query log")
+        return found
 
 
 def quantile(values, q):
@@ -157,7 +157,7 @@ def run_scenario(api, log, label, requests, walk):
             times.append(took)
             failed += page is None
             if i == 0 or i == walk - 1 or not page or not page["next_cursor"]:
-                entries.append(log.list_query_since(mark))
+                entries.append(log.list_queries_since(mark))
             if not page or not page["next_cursor"]:
                 break
             params = dict(requests[0], cursor=page["next_cursor"])
@@ -168,7 +168,7 @@ def run_scenario(api, log, label, requests, walk):
             times.append(took)
             failed += page is None
             if i in (0, len(requests) - 1):
-                entries.append(log.list_query_since(mark))
+                entries.append(log.list_queries_since(mark))
     result = {"label": label, "n": len(times), "p50": quantile(times, 0.5),
               "p99": quantile(times, 0.99), "max": max(times), "failed": failed,
               "load": (before, load()), "entries": entries}
@@ -179,13 +179,26 @@ def run_scenario(api, log, label, requests, walk):
     return result
 
 
-def granules(analysis):
-    """Granules left to read of the table's (or projection's) granules."""
-    if not analysis["stages"]:
-        return "?"
-    total = analysis["stages"][0][2][1]
-    read = analysis["granules_read"]
-    return f"{read:,} / {total:,} ({read / total:.2%})"
+def request_cost(srv, entries, table_granules):
+    """What one request cost the engine, summed over its queries: granules read (of the table
+    or of a projection, which has about as many) and their share of the table's granules, rows
+    read, engine ms."""
+    analyses = [analyse(srv, entry) for entry in entries]
+    read = sum(a["granules_read"] for a in analyses)
+    return {"analyses": analyses, "queries": len(analyses),
+            "granules": f"{read:,} ({read / table_granules:.2%})",
+            "rows_read": sum(a["rows_read"] for a in analyses),
+            "elapsed": sum(a["elapsed"] for a in analyses)}
+
+
+def disk_usage(srv):
+    """Compressed bytes on disk of the table's own columns and of each projection."""
+    table = srv.rows(f"SELECT sum(data_compressed_bytes) AS bytes FROM system.parts "
+                     f"WHERE database = '{si.DB}' AND table = 'api_calls' AND active")
+    projections = srv.rows(f"SELECT name, sum(data_compressed_bytes) AS bytes FROM system.projection_parts "
+                           f"WHERE database = '{si.DB}' AND table = 'api_calls' AND active GROUP BY name ORDER BY name")
+    return [("table (parts, as system.parts counts them)", int(table[0]["bytes"]))] + \
+        [(f"projection {p['name']}", int(p["bytes"])) for p in projections]
 
 
 def main():
@@ -250,7 +263,13 @@ def main():
                 time.sleep(0.2)
         api = Api(api_port, token)
 
-        now = dt.datetime.now(dt.timezone.utc)
+        # "Now" is the newest row's time: the rows were made once, and a page's first time
+        # window (src/query/rows.rs) reaches back from its newest time, so on data filled an
+        # hour ago every page would start with an empty window. Every request carries
+        # `to = now` (a bound a live list does not need: its newest rows are just before now).
+        now = dt.datetime.fromisoformat(newest.replace(" ", "T")[:26]).replace(
+            tzinfo=dt.timezone.utc) + dt.timedelta(seconds=1)
+        to_now = rfc3339(now)
         week = rfc3339(now - dt.timedelta(days=7))
         needles = srv.scalar(
             f"SELECT arrayStringConcat(groupArray({si.REQ_ID_EXPR}), ' ') FROM "
@@ -259,15 +278,17 @@ def main():
         # Distinct `to` bounds a minute apart, so no two searches are the same query.
         tos = [rfc3339(now - dt.timedelta(minutes=i)) for i in range(args.searches)]
         scenarios = [
-            ("list: newest pages, no filter", [{}], args.pages),
-            ("list: bot-07's errors (`bot`, `outcome`)", [{"bot": "bot-07", "outcome": "error"}], args.pages),
-            ("list: one tenant (`tenant`)", [{"tenant": "tenant-42"}], args.pages),
+            ("list: newest pages, no filter", [{"to": to_now}], args.pages),
+            ("list: bot-07's errors (`bot`, `outcome`)",
+             [{"bot": "bot-07", "outcome": "error", "to": to_now}], args.pages),
+            ("list: one tenant (`tenant`)", [{"tenant": "tenant-42", "to": to_now}], args.pages),
             ("list: last 24 h, errors (`from`, `outcome`)",
-             [{"from": rfc3339(now - dt.timedelta(hours=24)), "outcome": "error"}], args.pages),
+             [{"from": rfc3339(now - dt.timedelta(hours=24)), "outcome": "error", "to": to_now}],
+             args.pages),
             ("search: `q=timeout`, 7 days (first page)",
              [{"q": "timeout", "from": week, "to": to} for to in tos], 0),
             ("search: one row's request id, 7 days (first page)",
-             [{"q": needle, "from": week} for needle in needles], 0),
+             [{"q": needle, "from": week, "to": to_now} for needle in needles], 0),
             ("search: `q=timeout` + `bot=bot-07`, 7 days (first page)",
              [{"q": "timeout", "bot": "bot-07", "from": week, "to": to} for to in tos], 0),
         ]
@@ -275,29 +296,34 @@ def main():
         results = [run_scenario(api, log, label, requests, walk) for label, requests, walk in scenarios]
         print(f"uptime after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
+        print("\n## Disk (compressed)\n")
+        for name, size in disk_usage(srv):
+            print(f"- {name}: {size / 2**20:,.0f} MiB")
         print(f"\n## Markdown ({total_rows:,} rows, {state['marks']:,} granules, {state['parts']} parts)\n")
-        print("| scenario | requests | p50 ms | p99 ms | max ms | first request: granules read | rows read | "
-              "engine ms | last request: granules read | rows read | engine ms | load (1 min) |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("| scenario | requests | p50 ms | p99 ms | max ms | first request: queries | granules read | "
+              "rows read | engine ms | last request: queries | granules read | rows read | engine ms | "
+              "load (1 min) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in results:
             cells = []
-            for entry in (r["entries"][0], r["entries"][-1]):
-                a = analyse(srv, entry)
-                r.setdefault("analysis", []).append(a)
-                cells += [granules(a),
-                          f"{a['rows_read']:,} ({a['rows_read'] / total_rows:.2%})",
-                          f"{a['elapsed'] * 1000:,.0f}"]
+            for entries in (r["entries"][0], r["entries"][-1]):
+                c = request_cost(srv, entries, state["marks"])
+                r.setdefault("cost", []).append(c)
+                cells += [str(c["queries"]), c["granules"],
+                          f"{c['rows_read']:,} ({c['rows_read'] / total_rows:.2%})",
+                          f"{c['elapsed'] * 1000:,.0f}"]
             failed = f" ({r['failed']} not 200)" if r["failed"] else ""
             print(f"| {r['label']} | {r['n']}{failed} | {r['p50'] * 1000:,.0f} | {r['p99'] * 1000:,.0f} | "
                   f"{r['max'] * 1000:,.0f} | " + " | ".join(cells) +
                   f" | {r['load'][0][0]} → {r['load'][1][0]} |", flush=True)
         print("\n## Index stages and SQL of each first request\n")
         for r in results:
-            a = r["analysis"][0]
-            print(f"- {r['label']} (reads {a['reads']}): "
-                  + "; ".join(si.fmt_stage(s) for s in a["stages"])
-                  + f"; ReadFromMergeTree: {a['granules_read']:,} granules")
-            print(f"  `{a['sql']}` {json.dumps(a['params'])}")
+            for a in r["cost"][0]["analyses"]:
+                print(f"- {r['label']} (reads {a['reads']}): "
+                      + "; ".join(si.fmt_stage(s) for s in a["stages"])
+                      + f"; ReadFromMergeTree: {a['granules_read']:,} granules, "
+                        f"{a['rows_read']:,} rows read")
+                print(f"  `{a['sql']}` {json.dumps(a['params'])}")
     finally:
         if serve:
             serve.terminate()

@@ -116,6 +116,10 @@ pub struct ListRequest {
     pub filters: Where,
     pub limit: u32,
     pub cursor: Option<Cursor>,
+    /// Oldest time asked for (`from`), in nanoseconds.
+    pub oldest_ns: Option<i64>,
+    /// Newest time asked for (`to` or the cursor's), in nanoseconds; `None` for "up to now".
+    pub newest_ns: Option<i64>,
 }
 
 /// Where a page starts: just older than this row, in `(time, id)` descending order.
@@ -161,11 +165,13 @@ pub fn parse_list(
     let mut filters = Where::default();
     let mut limit = default_limit;
     let mut cursor = None;
+    let (mut oldest_ns, mut newest_ns) = (None::<i64>, None::<i64>);
     let mut equal: Vec<(&'static ColumnDef, Vec<String>)> = Vec::new();
     for (key, value) in pairs {
         match key.as_str() {
             "from" => {
                 let t = timestamp(key, value)?;
+                oldest_ns = oldest_ns.max(Some(t));
                 let p = filters.bind("Int64", Value::Int(t));
                 filters
                     .conditions
@@ -173,6 +179,7 @@ pub fn parse_list(
             }
             "to" => {
                 let t = timestamp(key, value)?;
+                newest_ns = Some(newest_ns.map_or(t, |n| n.min(t)));
                 let p = filters.bind("Int64", Value::Int(t));
                 filters
                     .conditions
@@ -237,11 +244,14 @@ pub fn parse_list(
     }
     if let Some(cursor) = &cursor {
         cursor.older_rows(&mut filters, "time");
+        newest_ns = Some(newest_ns.map_or(cursor.time_ns, |n| n.min(cursor.time_ns)));
     }
     Ok(ListRequest {
         filters,
         limit,
         cursor,
+        oldest_ns,
+        newest_ns,
     })
 }
 

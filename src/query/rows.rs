@@ -116,6 +116,27 @@ fn is_previewed(column: &ColumnDef) -> bool {
     column.role == Role::Search && column.type_name() == "String"
 }
 
+/// How far back from the newest time asked for the first query of a page reaches. A page is
+/// read window after window, the next one only when the rows found so far do not fill it: a
+/// short window lets the engine prune by time (daily partitions, the `by_time` projection's
+/// key) and pick the layout that reads least for the filters, instead of scanning every day
+/// for the newest rows. Half an hour holds a full page of most lists.
+const FIRST_WINDOW_NS: i64 = 30 * 60 * 1_000_000_000;
+
+/// How much further back the next window reaches: as far again as the rows found so far say
+/// the rest of the page needs, with a margin, at least doubling the reach and at most 16
+/// times it; 32 times when nothing was found yet, so that a rare word (a request id) costs
+/// three queries, the last two served by the token indexes.
+fn next_reach(reach: i64, found: usize, missing: usize) -> i64 {
+    let more = if found == 0 {
+        reach.saturating_mul(32)
+    } else {
+        let needed = reach as f64 * 1.5 * missing as f64 / found as f64;
+        (needed as i64).clamp(reach, reach.saturating_mul(16))
+    };
+    reach.saturating_add(more)
+}
+
 /// A page of `table`'s rows matching `request`, newest first.
 pub async fn list(
     client: &clickhouse::Client,
@@ -123,16 +144,37 @@ pub async fn list(
     table: &TableDef,
     request: &ListRequest,
 ) -> Result<Page, QueryError> {
-    let mut filters = request.filters.clone();
-    let columns = list_columns(table, &mut filters, limits.preview_chars);
-    let limit = filters.bind("UInt32", Value::UInt(u64::from(request.limit) + 1));
-    let sql = format!(
-        "SELECT {columns}, toUnixTimestamp64Nano(time) AS _time_ns FROM `{}` WHERE {} \
-         ORDER BY time DESC, id DESC LIMIT {limit}",
-        table.name,
-        filters.sql()
-    );
-    let mut rows = fetch_json(limits, filters.apply(client.query(&sql))).await?;
+    let want = request.limit as usize + 1;
+    let newest = request.newest_ns.unwrap_or_else(now_ns);
+    let oldest = request.oldest_ns.unwrap_or(0);
+    let mut rows = Vec::new();
+    // Each window takes the rows older than the previous one's lower bound, so the windows
+    // split the time range asked for: no row is in two, every row is in one. The last one has
+    // no lower bound but `from`'s.
+    let mut reach = FIRST_WINDOW_NS;
+    let mut older_than = None;
+    loop {
+        let since = Some(newest.saturating_sub(reach)).filter(|since| *since > oldest);
+        let mut filters = request.filters.clone();
+        if let Some(t) = older_than {
+            let p = filters.bind("Int64", Value::Int(t));
+            filters
+                .conditions
+                .push(format!("time < fromUnixTimestamp64Nano({p})"));
+        }
+        if let Some(t) = since {
+            let p = filters.bind("Int64", Value::Int(t));
+            filters
+                .conditions
+                .push(format!("time >= fromUnixTimestamp64Nano({p})"));
+        }
+        rows.extend(newest_rows(client, limits, table, filters, want - rows.len()).await?);
+        if rows.len() >= want || since.is_none() {
+            break;
+        }
+        older_than = since;
+        reach = next_reach(reach, rows.len(), want - rows.len());
+    }
     let more = rows.len() > request.limit as usize;
     rows.truncate(request.limit as usize);
     let next_cursor = match (more, rows.last()) {
@@ -148,6 +190,29 @@ pub async fn list(
         }
     }
     Ok(Page { rows, next_cursor })
+}
+
+/// The newest `limit` rows of `table` matching `filters`, with previews and `_time_ns`.
+async fn newest_rows(
+    client: &clickhouse::Client,
+    limits: &QueryLimits,
+    table: &TableDef,
+    mut filters: Where,
+    limit: usize,
+) -> Result<Vec<Map<String, Json>>, QueryError> {
+    let columns = list_columns(table, &mut filters, limits.preview_chars);
+    let limit = filters.bind("UInt32", Value::UInt(limit as u64));
+    let sql = format!(
+        "SELECT {columns}, toUnixTimestamp64Nano(time) AS _time_ns FROM `{}` WHERE {} \
+         ORDER BY time DESC, id DESC LIMIT {limit}",
+        table.name,
+        filters.sql()
+    );
+    fetch_json(limits, filters.apply(client.query(&sql))).await
+}
+
+fn now_ns() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn cursor_of(row: &Map<String, Json>) -> Result<Cursor, QueryError> {
@@ -288,4 +353,24 @@ async fn spans(
         traces = OTEL_TRACES.name,
     );
     fetch_rows(limits, filters.apply(client.query(&sql))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    #[test]
+    fn windows_grow_by_what_the_rows_found_say_the_page_still_needs() {
+        // 17 of 51 rows in half an hour: the next window reaches 1.5 hours further.
+        assert_eq!(next_reach(HOUR / 2, 17, 34), 2 * HOUR);
+        // Nothing found: 32 times further (half an hour, 16.5 hours, 544.5 hours).
+        assert_eq!(next_reach(HOUR / 2, 0, 51), 33 * HOUR / 2);
+        assert_eq!(next_reach(33 * HOUR / 2, 0, 51), 1089 * HOUR / 2);
+        // Almost full: at least twice as far; one row in a long window: at most 17 times.
+        assert_eq!(next_reach(HOUR, 50, 1), 2 * HOUR);
+        assert_eq!(next_reach(HOUR, 1, 50), 17 * HOUR);
+        assert_eq!(next_reach(i64::MAX / 2, 0, 1), i64::MAX);
+    }
 }

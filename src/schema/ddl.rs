@@ -341,13 +341,18 @@ fn sharding_key(table: &TableDef) -> &'static str {
     }
 }
 
-/// Projections, as (name, SELECT): log kinds keep a second copy of their rows ordered by
-/// `(tenant, time)`, because the API scopes every query to a tenant while the sort key leads
-/// with the kind's own filter columns. Measured on 10 M rows (docs/api.md): a tenant's newest
-/// page reads ~0.5% of the table instead of ~27%, for about twice the disk.
+/// Projections, as (name, SELECT): log kinds keep two more copies of their rows, because the
+/// sort key leads with the kind's own filter columns while the API asks for the newest rows:
+/// `by_tenant` ordered by `(tenant, time)` for tenant-scoped queries (a tenant's newest page
+/// reads ~0.5% of 10 M rows instead of ~27%), and `by_time` ordered by `time` for pages that
+/// no sort-key filter narrows (the unfiltered list, a common search word): the engine reads it
+/// newest first and stops at the page (docs/benchmarks.md has what each costs in disk).
 pub fn projections(table: &TableDef) -> Vec<(&'static str, &'static str)> {
     if table.common_columns {
-        vec![(TENANT_PROJECTION, "SELECT * ORDER BY tenant, time")]
+        vec![
+            (TENANT_PROJECTION, "SELECT * ORDER BY tenant, time"),
+            (TIME_PROJECTION, "SELECT * ORDER BY time"),
+        ]
     } else {
         Vec::new()
     }
@@ -355,6 +360,8 @@ pub fn projections(table: &TableDef) -> Vec<(&'static str, &'static str)> {
 
 /// The projection of every log kind ordered by `(tenant, time)`.
 pub const TENANT_PROJECTION: &str = "by_tenant";
+/// The projection of every log kind ordered by `time`.
+pub const TIME_PROJECTION: &str = "by_time";
 
 /// The table's skip indexes: its own, plus for log kinds bloom filters on `trace_id` and `id`
 /// (related rows and the API's detail lookups) and a token bloom filter on every searchable

@@ -22,7 +22,7 @@ use crate::schema::ddl::{self, Ddl, Ttl};
 use crate::schema::{self, TableDef};
 
 /// Bump when the definitions change; `schema_fingerprint_is_recorded` fails until you do.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 const MIGRATIONS_TABLE: &str = "logbook_migrations";
 
@@ -437,6 +437,7 @@ mod tests {
             (2, FINGERPRINT_V2),
             (3, FINGERPRINT_V3),
             (4, FINGERPRINT_V4),
+            (5, FINGERPRINT_V5),
         ];
         assert_eq!(
             recorded.last(),
@@ -454,6 +455,8 @@ mod tests {
     /// (the API); one failure value (`error`) in every kind's errors view, summary and
     /// severity columns, renamed columns (the sender contract).
     const FINGERPRINT_V4: u64 = 4218452177836187392;
+    /// V5: the by_time projections (newest-first pages read in time order).
+    const FINGERPRINT_V5: u64 = 5895499954712133382;
 
     #[test]
     fn a_view_condition_is_its_last_where() {

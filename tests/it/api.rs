@@ -304,6 +304,97 @@ async fn pagination_walks_100k_rows_once_each_while_rows_arrive() {
     assert!(body["next_cursor"].is_string());
 }
 
+/// A page is read in time windows back from its newest time (half an hour, then growing by
+/// what the rows found say is still needed): rows on both sides of the first windows' edges,
+/// and pages that end inside a window, come out once each and in order, with and without
+/// `from` and `to`.
+#[tokio::test]
+async fn pages_spanning_the_time_windows_list_every_row_once_in_order() {
+    let db = test_db("api_windows").await;
+    let logbook = Logbook::start(&db, "").await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &[]);
+    let now = now_ns();
+    let minute = 60 * NS;
+    // Ages from the future (a sender's clock ahead) to five days, a row on each side of the
+    // first window's edge (30 minutes): with pages of 1, 3 and 50 rows and `from`/`to`, the
+    // windows after it start and end at many places between them.
+    let ages = [
+        -10 * minute,
+        10 * minute,
+        30 * minute - NS,
+        30 * minute + NS,
+        2 * HOUR,
+        4 * HOUR + 29 * minute,
+        4 * HOUR + 31 * minute,
+        30 * HOUR,
+        40 * HOUR + 29 * minute,
+        40 * HOUR + 31 * minute,
+        120 * HOUR,
+    ];
+    let mut calls: Vec<ApiCall> = ages
+        .iter()
+        .map(|age| call(now - age, "t1", "windows", "success", 200))
+        .collect();
+    // Two rows at the same time: the id breaks the tie.
+    calls.push(call(now - 2 * HOUR, "t1", "windows", "success", 200));
+    insert(&db, &calls).await;
+    let mut newest_first: Vec<(i64, String)> = calls
+        .iter()
+        .map(|c| (c.time.0, c.id.0.to_string()))
+        .collect();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    let expected = |keep: &dyn Fn(i64) -> bool| -> Vec<String> {
+        newest_first
+            .iter()
+            .filter(|(t, _)| keep(*t))
+            .map(|(_, id)| id.clone())
+            .collect()
+    };
+    let rfc3339 = |ns: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(ns.into())
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let (from, to) = (rfc3339(now - 100 * HOUR), rfc3339(now - HOUR + 30 * NS));
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<String>);
+    let cases: Vec<Case> = vec![
+        (vec![], expected(&|_| true)),
+        (vec![("from", &from)], expected(&|t| t >= now - 100 * HOUR)),
+        (vec![("to", &to)], expected(&|t| t < now - HOUR + 30 * NS)),
+        (
+            vec![("from", &from), ("to", &to)],
+            expected(&|t| t >= now - 100 * HOUR && t < now - HOUR + 30 * NS),
+        ),
+    ];
+    for (filters, want) in cases {
+        for limit in ["1", "3", "50"] {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut query = filters.clone();
+                query.extend([("bot", "windows"), ("limit", limit)]);
+                if let Some(c) = &cursor {
+                    query.push(("cursor", c));
+                }
+                let (status, body) = api
+                    .get(Some(&owner), "/api/v1/logs/api_calls", &query)
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                for row in body["rows"].as_array().unwrap() {
+                    seen.push(row["id"].as_str().unwrap().to_owned());
+                }
+                match body["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, want, "{filters:?} limit {limit}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn search_injection_strings_are_literal_values() {
     let db = test_db("api_injection").await;

@@ -2,6 +2,7 @@
 //! column, concurrent, newer schema), inserts into every table, the errors views, TTL expiry
 //! of every table, the low-severity TTL, and the server_logs size cap.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use logbook::config::Config;
@@ -234,12 +235,76 @@ async fn a_version_3_table_gets_the_apis_projection_and_id_index_with_its_rows()
     );
     let projections: Vec<String> = db
         .client
-        .query("SELECT name FROM system.projections WHERE database = currentDatabase() AND table = 'api_calls'")
+        .query("SELECT name FROM system.projections WHERE database = currentDatabase() AND table = 'api_calls' ORDER BY name")
         .fetch_all()
         .await
         .unwrap();
-    assert_eq!(projections, ["by_tenant"]);
+    assert_eq!(projections, ["by_tenant", "by_time"]);
     assert_eq!(count_where(&db, "api_calls", "tenant = 't1'").await, 10);
+    assert!(migrator(&db, &config).run(false).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_version_4_table_gets_the_time_ordered_projection_built_for_its_rows() {
+    let (db, config) = migrated("migrate_add_time_projection", "").await;
+    // Schema version 4: every log kind without the by_time projection.
+    db.client
+        .query("INSERT INTO api_calls (id, time, bot) SELECT generateUUIDv7(), now64(9) - toIntervalSecond(number), 'b' FROM numbers(10)")
+        .execute()
+        .await
+        .unwrap();
+    for kind in schema::KINDS {
+        db.client
+            .query(&format!(
+                "ALTER TABLE `{}` DROP PROJECTION by_time",
+                kind.name
+            ))
+            .execute()
+            .await
+            .unwrap();
+    }
+    let steps = migrator(&db, &config).run(false).await.unwrap();
+    let descriptions: BTreeSet<_> = steps.iter().map(|s| s.description.clone()).collect();
+    let want: BTreeSet<_> = schema::KINDS
+        .iter()
+        .flat_map(|kind| {
+            [
+                format!("add projection {}.by_time", kind.name),
+                format!("build projection {}.by_time for existing rows", kind.name),
+            ]
+        })
+        .collect();
+    assert_eq!(descriptions, want);
+    // Building the projection is a background mutation: wait for it, then a query that must
+    // use the projection finds the existing rows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: u64 = db
+            .client
+            .query("SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = 'api_calls' AND NOT is_done")
+            .fetch_one()
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projection not built in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let newest: Vec<String> = db
+        .client
+        .query(
+            "SELECT toString(id) FROM api_calls ORDER BY time DESC LIMIT 3 \
+             SETTINGS force_optimize_projection_name = 'by_time'",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(newest.len(), 3);
+    assert_eq!(count(&db, "api_calls").await, 10);
     assert!(migrator(&db, &config).run(false).await.unwrap().is_empty());
 }
 
