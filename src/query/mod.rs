@@ -104,7 +104,7 @@ static SKIP_INDEXES_ON_DATA_READ: tokio::sync::OnceCell<bool> = tokio::sync::Onc
 /// the choice: on a table with projections its read-time evaluation skipped none of them
 /// (ClickHouse issue #100783; measured on 26.9: a unique search word read every row of
 /// `api_calls`). Older engines evaluate them while planning anyway, and refuse the setting.
-pub(crate) async fn plan_time_skip_indexes(
+pub async fn plan_time_skip_indexes(
     client: &clickhouse::Client,
     query: clickhouse::query::Query,
 ) -> clickhouse::query::Query {
