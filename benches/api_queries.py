@@ -7,7 +7,8 @@ creates logbook's schema in a database `bench`, fills `bench.api_calls` server-s
 rows of benches/schema_indexes.py (INSERT … SELECT … FROM numbers()), starts `logbook serve`
 on it with an owner token, then sends each scenario's requests to `/api/v1/logs/api_calls` one
 after another and reports the client-side latency (p50, p99, max). The SQL logbook sent for a
-scenario's first and last request is taken from the server's query log and run again directly:
+scenario's first and last request (every query of it: a page may take several time windows) is
+taken from the server's query log and run again directly, and summed:
 `EXPLAIN indexes = 1` for the granules each index leaves, and `FORMAT JSON` (query condition
 cache off) for the engine's own rows read, bytes read and elapsed time.
 

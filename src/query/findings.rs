@@ -186,7 +186,7 @@ pub async fn list(
          ORDER BY Timestamp DESC, id DESC LIMIT {limit}",
         filters.sql()
     );
-    let mut rows = fetch_json(limits, filters.apply(client.query(&sql))).await?;
+    let mut rows = fetch_json(client, limits, filters.apply(client.query(&sql))).await?;
     let more = rows.len() > request.limit as usize;
     rows.truncate(request.limit as usize);
     let next_cursor = match (more, rows.last()) {

@@ -83,11 +83,7 @@ impl QueryLimits {
             )
             .with_setting("result_overflow_mode", "throw")
             .with_setting("output_format_json_validate_utf8", "1")
-            .with_setting("output_format_json_quote_64bit_integers", "0")
-            // Skip indexes evaluated while planning, not while reading: on a table with
-            // projections the engine's read-time evaluation skipped none of them (ClickHouse
-            // issue #100783; measured on 26.9: a unique word read every row of api_calls).
-            .with_setting("use_skip_indexes_on_data_read", "0");
+            .with_setting("output_format_json_quote_64bit_integers", "0");
         if self.max_rows_to_read > 0 {
             query = query.with_setting("max_rows_to_read", self.max_rows_to_read.to_string());
         }
@@ -97,6 +93,32 @@ impl QueryLimits {
     /// The client-side wait for an answer: the server's limit and a margin.
     pub fn client_timeout(&self) -> Duration {
         self.max_execution_time + Duration::from_secs(5)
+    }
+}
+
+/// Whether the engine knows `use_skip_indexes_on_data_read` (ClickHouse 25.9 and later): asked
+/// once per process, and again after an ask that failed.
+static SKIP_INDEXES_ON_DATA_READ: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+
+/// `query` with skip indexes evaluated while planning, not while reading, where the engine has
+/// the choice: on a table with projections its read-time evaluation skipped none of them
+/// (ClickHouse issue #100783; measured on 26.9: a unique search word read every row of
+/// `api_calls`). Older engines evaluate them while planning anyway, and refuse the setting.
+pub async fn plan_time_skip_indexes(
+    client: &clickhouse::Client,
+    query: clickhouse::query::Query,
+) -> clickhouse::query::Query {
+    let known = SKIP_INDEXES_ON_DATA_READ
+        .get_or_try_init(|| async {
+            client
+                .query("SELECT count() > 0 FROM system.settings WHERE name = 'use_skip_indexes_on_data_read'")
+                .fetch_one::<bool>()
+                .await
+        })
+        .await;
+    match known {
+        Ok(true) => query.with_setting("use_skip_indexes_on_data_read", "0"),
+        _ => query,
     }
 }
 

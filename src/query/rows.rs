@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use super::filter::{Cursor, ListRequest, Value, Where};
-use super::{QueryError, QueryLimits, classify};
+use super::{QueryError, QueryLimits, classify, plan_time_skip_indexes};
 use crate::schema::{ColumnDef, KINDS, OTEL_TRACES, Role, TableDef};
 
 /// One page of a list, newest first.
@@ -56,9 +56,11 @@ pub struct Detail {
 const MAX_RELATED: u32 = 200;
 
 pub(crate) async fn fetch_json(
+    client: &clickhouse::Client,
     limits: &QueryLimits,
     query: clickhouse::query::Query,
 ) -> Result<Vec<Map<String, Json>>, QueryError> {
+    let query = plan_time_skip_indexes(client, query).await;
     let run = async {
         let mut cursor = limits.apply(query).fetch_bytes("JSONEachRow")?;
         cursor.collect().await
@@ -75,12 +77,14 @@ pub(crate) async fn fetch_json(
 }
 
 async fn fetch_rows<T>(
+    client: &clickhouse::Client,
     limits: &QueryLimits,
     query: clickhouse::query::Query,
 ) -> Result<Vec<T>, QueryError>
 where
     T: clickhouse::RowOwned + clickhouse::RowRead,
 {
+    let query = plan_time_skip_indexes(client, query).await;
     tokio::time::timeout(
         limits.client_timeout(),
         limits.apply(query).fetch_all::<T>(),
@@ -208,7 +212,7 @@ async fn newest_rows(
         table.name,
         filters.sql()
     );
-    fetch_json(limits, filters.apply(client.query(&sql))).await
+    fetch_json(client, limits, filters.apply(client.query(&sql))).await
 }
 
 fn now_ns() -> i64 {
@@ -247,7 +251,7 @@ pub async fn detail(
         table.name,
         filters.sql()
     );
-    let Some(row) = fetch_json(limits, filters.apply(client.query(&sql)))
+    let Some(row) = fetch_json(client, limits, filters.apply(client.query(&sql)))
         .await?
         .into_iter()
         .next()
@@ -330,7 +334,7 @@ async fn related_rows(
          FROM ({}) ORDER BY row_time LIMIT {max}",
         parts.join(" UNION ALL ")
     );
-    fetch_rows(limits, filters.apply(client.query(&sql))).await
+    fetch_rows(client, limits, filters.apply(client.query(&sql))).await
 }
 
 /// The spans of a trace, found through `otel_traces`' bloom-filter index on `TraceId`.
@@ -352,7 +356,7 @@ async fn spans(
          WHERE TraceId = {p} ORDER BY Timestamp LIMIT {max}",
         traces = OTEL_TRACES.name,
     );
-    fetch_rows(limits, filters.apply(client.query(&sql))).await
+    fetch_rows(client, limits, filters.apply(client.query(&sql))).await
 }
 
 #[cfg(test)]
