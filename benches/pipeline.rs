@@ -8,10 +8,11 @@
 //! 4. `envelope view`: `Envelope::view` of the queued bytes (the pipeline's read side, which
 //!    borrows the request's strings from them);
 //! 5. `route`: `route::logs` writing the batch's RowBinary rows, then dropping the view;
-//! 6. `encode`: every table's rows of the batch inserted with `sink::insert`, exactly as the
-//!    sink does (LZ4 compression unless BENCH_COMPRESSION=none, the `clickhouse` crate's HTTP
+//! 6. `encode`: each table's rows cut into pieces as the pipeline does (`Batch::cut` after each
+//!    request, LZ4 compression unless BENCH_COMPRESSION=none), then every table's pieces
+//!    inserted with `sink::insert`, exactly as the sink does (the `clickhouse` crate's HTTP
 //!    request over loopback) into `clickhouse::test::Mock`, an in-process hyper server that
-//!    keeps the body without parsing it; then the batch's bytes are freed. The Mock runs on a
+//!    keeps the body without parsing it; then the batch's pieces are freed. The Mock runs on a
 //!    second thread and is not counted; the client side (compression, hyper client, socket
 //!    writes) runs on the bench thread.
 //!
@@ -33,12 +34,13 @@ use std::time::{Duration, Instant};
 
 use cpu_time::ThreadTime;
 
-use bytes::Bytes;
 use clickhouse::test::{Mock, handlers};
+use logbook::ingest::batch::Batch;
 use logbook::ingest::queue::envelope::{Envelope, View};
 use logbook::ingest::redact::{RedactionConfig, Redactor};
 use logbook::ingest::route::{self, Origin, Rows};
-use logbook::ingest::sink;
+use logbook::ingest::sink::{self, Codec, Pieces};
+use logbook::schema::TableDef;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 
@@ -54,16 +56,21 @@ const STAGES: [&str; 6] = [
 /// The stages the pipeline runs per queued record: view, route, encode.
 const PIPELINE_STAGES: std::ops::Range<usize> = 3..6;
 
-/// Inserts every table's rows of a batch one table after the other with `sink::insert`, and
-/// gives the buffers back for the next batch, as `Sink::write` does.
-async fn encode(client: &clickhouse::Client, mock: &Mock, rows: &mut Rows, token: &str) {
-    for (table, table_rows) in rows.take_tables() {
-        let _control = mock.add(handlers::record_ddl());
-        let body = Bytes::from(table_rows.bytes);
-        sink::insert(client, table, &body, token).await.unwrap();
-        let mut buffer = body.try_into_mut().unwrap();
-        buffer.clear();
-        rows.give_back(table, buffer.into());
+/// Where batches are inserted: the Mock, through a client without compression of its own
+/// (pieces come compressed by `codec`, as the sink's).
+struct Target<'a> {
+    client: &'a clickhouse::Client,
+    codec: Codec,
+    mock: &'a Mock,
+}
+
+/// Inserts every table's pieces of a batch one table after the other with `sink::insert`.
+async fn encode(target: &Target<'_>, tables: Vec<(&'static TableDef, Pieces)>, token: &str) {
+    for (table, pieces) in tables {
+        let _control = target.mock.add(handlers::record_ddl());
+        sink::insert(target.client, target.codec, table, &pieces, token)
+            .await
+            .unwrap();
     }
 }
 
@@ -85,8 +92,7 @@ struct Round {
 async fn round(
     bodies: &[Vec<u8>],
     redactor: &Redactor,
-    client: &clickhouse::Client,
-    mock: &Mock,
+    target: &Target<'_>,
     batches: usize,
     max_rows: usize,
     state: &mut State,
@@ -99,9 +105,9 @@ async fn round(
     let cpu = ThreadTime::now();
     let mut next = 0usize;
     for _ in 0..batches {
-        let mut rows = std::mem::take(spare);
         let first = *position;
-        while rows.len() < max_rows {
+        let mut batch = Batch::new(first, std::mem::take(spare));
+        while batch.rows.len() < max_rows {
             let body = &bodies[next % bodies.len()];
             next += 1;
             let t0 = ThreadTime::now();
@@ -125,24 +131,27 @@ async fn round(
                     queue_id: 7,
                     position: *position,
                 },
-                &mut rows,
+                &mut batch.rows,
             );
             drop(request);
             let t5 = ThreadTime::now();
+            batch.cut(target.codec);
+            let t6 = ThreadTime::now();
             *position += queued.len() as u64 + 17;
-            let marks = [t0, t1, t2, t3, t4, t5];
-            for i in 0..5 {
+            let marks = [t0, t1, t2, t3, t4, t5, t6];
+            for i in 0..6 {
                 stage[i] += marks[i + 1].as_duration() - marks[i].as_duration();
             }
         }
-        total_rows += rows.len() as u64;
+        total_rows += batch.rows.len() as u64;
         let token = format!("logbook-0000000000000007-{first}-{}", *position);
         let t5 = ThreadTime::now();
-        encode(client, mock, &mut rows, &token).await;
-        rows.clear();
-        *spare = rows;
+        let tables = batch.take_pieces(target.codec);
+        encode(target, tables, &token).await;
+        batch.rows.clear();
+        *spare = batch.rows;
         let t6 = ThreadTime::now();
-        // Each table's bytes are freed as its insert ends: counted in `encode`.
+        // Each table's pieces are freed as its insert ends: counted in `encode`.
         stage[5] += t6.as_duration() - t5.as_duration();
     }
     Round {
@@ -204,12 +213,19 @@ pub fn main() {
         let client = clickhouse::Client::default()
             .with_mock(mock)
             .with_database("logbook")
-            // As logbook's `clickhouse.compression` (the crate's own default is off here, under
-            // its `test-util` feature); BENCH_COMPRESSION=none measures `compression = "none"`.
-            .with_compression(match std::env::var("BENCH_COMPRESSION").as_deref() {
-                Ok("none") => clickhouse::Compression::None,
-                _ => clickhouse::Compression::Lz4,
-            });
+            // As the sink's: pieces come compressed, by `codec`.
+            .with_compression(clickhouse::Compression::None);
+        // As logbook's `clickhouse.compression`; BENCH_COMPRESSION=none measures
+        // `compression = "none"`.
+        let codec = match std::env::var("BENCH_COMPRESSION").as_deref() {
+            Ok("none") => Codec::None,
+            _ => Codec::Lz4,
+        };
+        let target = Target {
+            client: &client,
+            codec,
+            mock,
+        };
         let mut state = State {
             position: 0,
             spare: Rows::default(),
@@ -239,14 +255,14 @@ pub fn main() {
             );
         }
         // Warm-up: allocator, caches, the mock connection.
-        round(&bodies, &redactor, &client, mock, 2, max_rows, &mut state).await;
+        round(&bodies, &redactor, &target, 2, max_rows, &mut state).await;
 
         let mut per_stage: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
         let mut totals = Vec::new();
         let mut rates = Vec::new();
         let mut cpu_share = Vec::new();
         for r in 0..rounds {
-            let result = round(&bodies, &redactor, &client, mock, batches, max_rows, &mut state).await;
+            let result = round(&bodies, &redactor, &target, batches, max_rows, &mut state).await;
             let ns = |d: Duration| d.as_nanos() as f64 / result.records as f64;
             let total: f64 = result.stage.iter().map(|d| ns(*d)).sum();
             let wall_ns = ns(result.wall);

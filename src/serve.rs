@@ -13,7 +13,7 @@ use crate::ingest::pipeline::Pipeline;
 use crate::ingest::queue::{FsyncPolicy, Queue, QueueOptions};
 use crate::ingest::receive::Intake;
 use crate::ingest::redact::Redactor;
-use crate::ingest::sink::{Backoff, DeadLetter, Sink};
+use crate::ingest::sink::{Backoff, Codec, DeadLetter, Sink};
 use crate::logging::LevelHandle;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -88,6 +88,7 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
     let stop_jobs = CancellationToken::new();
     let sink = Sink::new(
         client.clone(),
+        Codec::from(config.clickhouse.compression),
         Backoff {
             initial: config.sink.retry_initial_backoff,
             max: config.sink.retry_max_backoff,

@@ -4,12 +4,17 @@
 //! ClickHouse deduplication token, and the range is recorded in the queue (a marker) before
 //! the batch is inserted, so that after a crash the very same batches are rebuilt and a
 //! re-sent insert is recognised by ClickHouse as a duplicate.
+//!
+//! While a batch is routed, each table's rows are cut into [`Pieces`] (compressed when inserts
+//! are) in pieces of [`PIECE_BYTES`], so that a batch in memory is about the size of its
+//! compressed insert rather than of its rows.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::ingest::route::{Origin, Rows};
-use crate::schema::{MonitoringEvent, RowId, Ts, TypedRow};
+use crate::ingest::sink::{Codec, PIECE_BYTES, Pieces};
+use crate::schema::{MonitoringEvent, RowId, TableDef, Ts, TypedRow};
 
 /// When a batch is flushed: whichever limit is reached first.
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +32,11 @@ pub struct Batch {
     /// Queue positions of the first and last request in the batch.
     pub first: u64,
     pub last: u64,
+    /// The rows not cut into pieces yet, and the count of every table's rows and their labels
+    /// (kept when rows are cut).
     pub rows: Rows,
+    /// Each table's rows cut so far, in the order of `Rows`'s tables.
+    pieces: Vec<Pieces>,
     /// Queued bytes of the requests in the batch: a cheap stand-in for its memory.
     pub bytes: usize,
     opened: Instant,
@@ -41,6 +50,7 @@ impl Batch {
             first,
             last: first,
             rows,
+            pieces: Vec::new(),
             bytes: 0,
             opened: Instant::now(),
         }
@@ -54,6 +64,49 @@ impl Batch {
 
     pub fn is_full(&self, limits: &Limits) -> bool {
         self.rows.len() >= limits.max_rows || self.bytes >= limits.max_bytes
+    }
+
+    /// Cuts every table's rows into pieces of [`PIECE_BYTES`] encoded with `codec`, as many
+    /// whole pieces as there are; the rest waits for more rows. Pieces of one size keep the
+    /// compression buffer at that size, whatever the size of the requests.
+    pub fn cut(&mut self, codec: Codec) {
+        self.cut_pieces(codec, false);
+    }
+
+    /// Cuts what is left and hands out every table's pieces, for the sink; the row counts
+    /// stay in `rows` (for the metrics once the batch is stored).
+    pub fn take_pieces(&mut self, codec: Codec) -> Vec<(&'static TableDef, Pieces)> {
+        self.cut_pieces(codec, true);
+        let mut pieces = std::mem::take(&mut self.pieces).into_iter();
+        self.rows
+            .tables_mut()
+            .zip(pieces.by_ref())
+            .filter(|(_, p)| !p.pieces.is_empty())
+            .map(|((table, rows), mut p)| {
+                p.rows = rows.rows;
+                (table, p)
+            })
+            .collect()
+    }
+
+    fn cut_pieces(&mut self, codec: Codec, all: bool) {
+        for (slot, (_, table)) in self.rows.tables_mut().enumerate() {
+            let len = table.bytes.len();
+            let cut = if all { len } else { len - len % PIECE_BYTES };
+            if cut == 0 {
+                continue;
+            }
+            if self.pieces.len() <= slot {
+                self.pieces.resize_with(slot + 1, Pieces::default);
+            }
+            let pieces = &mut self.pieces[slot].pieces;
+            pieces.extend(
+                table.bytes[..cut]
+                    .chunks(PIECE_BYTES)
+                    .map(|c| codec.encode(c)),
+            );
+            table.bytes.drain(..cut);
+        }
     }
 
     /// When the batch must be flushed even if it is not full.
@@ -138,6 +191,38 @@ mod tests {
         assert!(batch.is_full(&limits));
         assert_eq!((batch.first, batch.last), (0, 64));
         assert_eq!(batch.token(0xab), "logbook-00000000000000ab-0-64");
+    }
+
+    #[test]
+    fn rows_cut_into_pieces_come_out_whole_and_in_order_with_their_count() {
+        let mut batch = Batch::new(0, Rows::default());
+        let mut expected = Vec::new();
+        for request in 0..5u8 {
+            let rows: Vec<u8> = (0..100_000u32).map(|i| request ^ (i % 7) as u8).collect();
+            batch.rows.logs.bytes.extend_from_slice(&rows);
+            batch.rows.logs.rows += 10;
+            expected.extend_from_slice(&rows);
+            batch.cut(Codec::Lz4);
+        }
+        // One whole piece was cut after the third request (300,000 bytes); the rest waits.
+        assert_eq!(batch.rows.logs.bytes.len(), 500_000 - PIECE_BYTES);
+        let tables = batch.take_pieces(Codec::Lz4);
+        assert!(batch.rows.logs.bytes.is_empty());
+        assert_eq!(batch.rows.len(), 50, "row counts stay for the metrics");
+        let [(table, pieces)] = &tables[..] else {
+            panic!("one table has rows: {tables:?}")
+        };
+        assert_eq!(
+            (table.name, pieces.rows, pieces.pieces.len()),
+            ("otel_logs", 50, 2)
+        );
+        let mut out = Vec::new();
+        for piece in &pieces.pieces {
+            Codec::Lz4.decode(piece, &mut out).unwrap();
+        }
+        assert_eq!(out, expected);
+        let held: usize = pieces.pieces.iter().map(|p| p.len()).sum();
+        assert!(held * 4 < expected.len(), "{held} bytes held");
     }
 
     #[test]

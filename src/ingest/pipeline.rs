@@ -12,6 +12,9 @@
 //! batch order by this loop (a replay relies on it), and batches are acknowledged strictly in
 //! queue order, whichever insert finishes first: a batch is acknowledged only once every
 //! earlier one is stored, so an acknowledged position never covers a batch still in flight.
+//!
+//! Memory: a batch's rows are cut into compressed pieces as it is routed (`Batch::cut`), so
+//! each batch in memory, routed or in flight, is about the size of its compressed insert.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -213,6 +216,7 @@ impl Pipeline {
                 current,
             );
             current.added(pos, payload.len());
+            current.cut(self.sink.codec());
             let replayed_cut = cuts.front().is_some_and(|&(_, last)| last == pos);
             let cut = if replayed_cut {
                 cuts.pop_front();
@@ -277,11 +281,12 @@ impl Pipeline {
         }
         self.metrics.batch_rows.observe(batch.rows.len() as f64);
         let token = batch.token(queue_id);
+        let tables = batch.take_pieces(self.sink.codec());
         let (sink, stop) = (Arc::clone(&self.sink), stop.clone());
         in_flight.push(
             upto,
             tokio::spawn(async move {
-                let set_aside = sink.write(&mut batch.rows, &token, &stop).await?;
+                let set_aside = sink.write(tables, &token, &stop).await?;
                 Ok(Stored {
                     rows: batch.rows,
                     set_aside,
@@ -362,7 +367,7 @@ mod tests {
 
     use super::*;
     use crate::ingest::queue::QueueOptions;
-    use crate::ingest::sink::{Backoff, DeadLetter};
+    use crate::ingest::sink::{Backoff, Codec, DeadLetter};
 
     #[test]
     fn cuts_round_trip() {
@@ -380,6 +385,7 @@ mod tests {
         // Never reached: these tests only acknowledge batches.
         let sink = Sink::new(
             clickhouse::Client::default(),
+            Codec::Lz4,
             backoff,
             Duration::from_secs(1),
             DeadLetter::new(&dir.join("dead-letter")),

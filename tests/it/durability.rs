@@ -202,7 +202,7 @@ async fn assert_exactly_once(db: &TestDb, bot: &str, acked: &BTreeSet<u64>) {
 }
 
 /// A test server of the test's own (so that it can be stopped) with a database on it.
-async fn own_server(database: &str) -> (TestServer, TestDb) {
+pub async fn own_server(database: &str) -> (TestServer, TestDb) {
     let server = TestServer::start(None, None);
     let endpoint = server.endpoint();
     endpoint

@@ -16,5 +16,6 @@ mod notify_docs;
 mod redaction;
 mod schema;
 mod settings;
+mod sink;
 mod smtp;
 mod telemetry;

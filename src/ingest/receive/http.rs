@@ -127,7 +127,7 @@ async fn dry_run(intake: &Intake, headers: &HeaderMap, signal: Signal, body: Bod
                 "a dry run takes OTLP/JSON: send content-type application/json".into(),
             ));
         }
-        let body = read_body(body, intake.max_request_size).await?;
+        let body = read_body(body, intake.max_request_size, body_len(headers)).await?;
         intake.dry_run(signal, &body)
     }
     .await;
@@ -191,7 +191,7 @@ where
             )));
         }
     };
-    let body = read_body(body, limit).await?;
+    let body = read_body(body, limit, declared).await?;
     intake.check_room(body.len() as u64)?;
     let inline = body.len() <= DECODE_INLINE_LIMIT;
     let work = move || -> Result<T, IntakeError> {
@@ -222,10 +222,15 @@ fn body_len(headers: &HeaderMap) -> Option<usize> {
         .and_then(|v| v.to_str().ok()?.parse().ok())
 }
 
-/// Reads the body, refusing it as soon as it passes `limit` bytes.
-async fn read_body(body: Body, limit: u64) -> Result<Bytes, IntakeError> {
+/// Reads the body, refusing it as soon as it passes `limit` bytes. A body that states its
+/// length is read into a buffer of that size (at most `limit`): growing one by doubling held
+/// up to twice a body's size, and copied it at each step.
+async fn read_body(body: Body, limit: u64, length: Option<usize>) -> Result<Bytes, IntakeError> {
     let mut stream = body.into_data_stream();
-    let mut buffer = BytesMut::new();
+    let reserve = length
+        .unwrap_or(0)
+        .min(usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut buffer = BytesMut::with_capacity(reserve);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
             .map_err(|e| IntakeError::Invalid(format!("cannot read the request body: {e}")))?;

@@ -323,7 +323,11 @@ impl Intake {
         self.metrics
             .truncated_values
             .inc_by(redactions.values_truncated);
-        match self.queue.append(envelope.encode()).await {
+        let queued = envelope.encode();
+        // The decoded request takes several times its encoded size: free it before waiting
+        // for the disk (with `queue.fsync = "always"` most requests in flight are waiting).
+        drop(envelope);
+        match self.queue.append(queued).await {
             Ok(_) => Ok(()),
             Err(QueueError::Full { bytes, .. }) => Err(self.full(bytes)),
             Err(error) => {

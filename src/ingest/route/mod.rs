@@ -106,27 +106,9 @@ impl Rows {
         }
     }
 
-    /// Moves out every table that has rows, buffer and all, for the sink.
-    pub fn take_tables(&mut self) -> Vec<(&'static TableDef, TableRows)> {
-        self.slots_mut()
-            .filter(|(_, rows)| rows.rows > 0)
-            .map(|(table, rows)| (table, std::mem::take(rows)))
-            .collect()
-    }
-
-    /// Gives a table's buffer back once it is stored, emptied, so that the next batch fills
-    /// memory that is already there: growing fresh buffers for every batch cost more in page
-    /// faults than routing itself.
-    pub fn give_back(&mut self, table: &TableDef, mut bytes: Vec<u8>) {
-        if let Some((_, rows)) = self.slots_mut().find(|(t, _)| t.name == table.name) {
-            bytes.clear();
-            *rows = TableRows { bytes, rows: 0 };
-        }
-    }
-
     /// Empties every table, keeping the buffers' memory.
     pub fn clear(&mut self) {
-        for (_, rows) in self.slots_mut() {
+        for (_, rows) in self.tables_mut() {
             rows.bytes.clear();
             rows.rows = 0;
         }
@@ -134,7 +116,8 @@ impl Rows {
         self.tally.clear();
     }
 
-    fn slots_mut(&mut self) -> impl Iterator<Item = (&'static TableDef, &mut TableRows)> {
+    /// Every table the router writes, with its rows (empty or not), always in the same order.
+    pub fn tables_mut(&mut self) -> impl Iterator<Item = (&'static TableDef, &mut TableRows)> {
         [
             (&OTEL_LOGS, &mut self.logs),
             (&OTEL_TRACES, &mut self.spans),

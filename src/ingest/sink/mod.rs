@@ -1,34 +1,29 @@
 //! The ClickHouse sink: writes each table's part of a batch with the batch's deduplication
 //! token, retrying what can succeed later and setting aside what never will.
 //!
-//! A table's rows arrive as RowBinary, and go out as one `INSERT … FORMAT
-//! RowBinaryWithNamesAndTypes` through the `clickhouse` crate (its HTTP client, compression
-//! and settings); the header's column types make ClickHouse refuse rows whose types no longer
-//! match the table rather than misread them. The sink owns a batch until ClickHouse
-//! acknowledges it, and every attempt sends the same bytes.
+//! A table's rows arrive as RowBinary in [`Pieces`] (compressed as they were cut, when inserts
+//! are compressed), and go out as one `INSERT … FORMAT RowBinaryWithNamesAndTypes` through
+//! the `clickhouse` crate (its HTTP client and settings); the header's column types make
+//! ClickHouse refuse rows whose types no longer match the table rather than misread them. The
+//! sink owns a batch until ClickHouse acknowledges it, and every attempt sends the same bytes.
 
 mod dead_letter;
+mod pieces;
 mod retry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 pub use dead_letter::DeadLetter;
+pub use pieces::{Codec, PIECE_BYTES, PieceError, Pieces};
 pub use retry::{Backoff, Failure, classify, error_code};
 
-use crate::ingest::route::Rows;
 use crate::metrics::Metrics;
 use crate::schema::TableDef;
 use crate::schema::insert;
 use crate::store::probe::ClickhouseStatus;
-
-/// The size of the pieces a table's rows are sent (and compressed) in: the crate's own
-/// `Insert` buffer size. 1 MiB pieces measured 7 % slower per record (each piece's compression
-/// buffer is fresh memory), 64 KiB ones 5 % slower.
-const CHUNK_BYTES: usize = 1 << 18;
 
 /// The sink was asked to stop while ClickHouse was failing; the batch stays in the queue.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +38,9 @@ enum Stored {
 }
 
 pub struct Sink {
+    /// Without the crate's compression: pieces come compressed already (see [`Sink::new`]).
     client: clickhouse::Client,
+    codec: Codec,
     backoff: Backoff,
     timeout: Duration,
     dead_letter: DeadLetter,
@@ -53,15 +50,19 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// A sink inserting pieces encoded with `codec` through `client`, whose own compression
+    /// is turned off (each piece would be compressed twice).
     pub fn new(
         client: clickhouse::Client,
+        codec: Codec,
         backoff: Backoff,
         timeout: Duration,
         dead_letter: DeadLetter,
         metrics: Arc<Metrics>,
     ) -> Sink {
         Sink {
-            client,
+            client: client.with_compression(clickhouse::Compression::None),
+            codec,
             backoff,
             timeout,
             dead_letter,
@@ -78,45 +79,38 @@ impl Sink {
         self
     }
 
-    /// Stores every table's `rows`, each table on its own task (compressing a table's rows is
-    /// CPU work, so tables spread over the runtime's threads), and hands the emptied buffers
-    /// back to `rows`. Returns once each table's rows are in ClickHouse or set aside, with
-    /// the tables set aside, or `Stopped` if `stop` fires while ClickHouse keeps failing.
+    /// How the pieces this sink inserts are to be encoded.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Stores every table's rows, each table on its own task (so that tables are inserted
+    /// at once). Returns once each table's rows are in ClickHouse or set aside, with the
+    /// tables set aside, or `Stopped` if `stop` fires while ClickHouse keeps failing.
     pub async fn write(
         self: &Arc<Self>,
-        rows: &mut Rows,
+        tables: Vec<(&'static TableDef, Pieces)>,
         token: &str,
         stop: &CancellationToken,
     ) -> Result<Vec<&'static TableDef>, Stopped> {
-        let jobs: Vec<_> = rows
-            .take_tables()
+        let jobs: Vec<_> = tables
             .into_iter()
-            .map(|(table, table_rows)| {
+            .map(|(table, pieces)| {
                 let (sink, token, stop) = (Arc::clone(self), token.to_owned(), stop.clone());
-                tokio::spawn(async move {
-                    let body = Bytes::from(table_rows.bytes);
-                    let stored = sink
-                        .table(table, &body, table_rows.rows, &token, &stop)
-                        .await;
-                    (table, stored, body)
-                })
+                tokio::spawn(
+                    async move { (table, sink.table(table, &pieces, &token, &stop).await) },
+                )
             })
             .collect();
         // Every task is awaited, so none outlives the batch's outcome.
         let mut outcome = Ok(Vec::new());
         for job in jobs {
             match job.await {
-                Ok((table, stored, body)) => {
-                    if let Ok(mut buffer) = body.try_into_mut() {
-                        buffer.clear();
-                        rows.give_back(table, buffer.into());
-                    }
-                    match (stored, &mut outcome) {
-                        (Ok(Stored::SetAside), Ok(set_aside)) => set_aside.push(table),
-                        (Ok(Stored::Inserted), _) | (_, Err(Stopped)) => {}
-                        (Err(Stopped), _) => outcome = Err(Stopped),
-                    }
-                }
+                Ok((table, stored)) => match (stored, &mut outcome) {
+                    (Ok(Stored::SetAside), Ok(set_aside)) => set_aside.push(table),
+                    (Ok(Stored::Inserted), _) | (_, Err(Stopped)) => {}
+                    (Err(Stopped), _) => outcome = Err(Stopped),
+                },
                 Err(error) => {
                     tracing::error!(%error, "a table's insert task failed; the batch stays in the queue");
                     outcome = Err(Stopped);
@@ -129,16 +123,18 @@ impl Sink {
     async fn table(
         &self,
         table: &'static TableDef,
-        body: &Bytes,
-        count: usize,
+        pieces: &Pieces,
         token: &str,
         stop: &CancellationToken,
     ) -> Result<Stored, Stopped> {
-        let name = table.name;
+        let (name, count) = (table.name, pieces.rows);
         for attempt in 1u32.. {
             let started = Instant::now();
-            let result =
-                tokio::time::timeout(self.timeout, insert(&self.client, table, body, token)).await;
+            let result = tokio::time::timeout(
+                self.timeout,
+                insert(&self.client, self.codec, table, pieces, token),
+            )
+            .await;
             let error = match result {
                 Ok(Ok(())) => {
                     self.metrics
@@ -160,7 +156,7 @@ impl Sink {
                 .with_label_values(&[name, &error_type])
                 .inc();
             if classify(&error) == Failure::Permanent {
-                self.set_aside(table, token, body, count, &error).await;
+                self.set_aside(table, token, pieces, &error).await;
                 return Ok(Stored::SetAside);
             }
             let delay = self.backoff.delay(attempt);
@@ -184,27 +180,34 @@ impl Sink {
         unreachable!("the attempt counter does not run out")
     }
 
-    /// Writes the batch to a dead-letter file on the blocking thread pool (it fsyncs).
+    /// Writes the batch's rows, uncompressed, to a dead-letter file on the blocking thread
+    /// pool (it fsyncs).
     async fn set_aside(
         &self,
         table: &'static TableDef,
         token: &str,
-        body: &Bytes,
-        rows: usize,
+        pieces: &Pieces,
         error: &clickhouse::error::Error,
     ) {
-        let name = table.name;
+        let (name, rows) = (table.name, pieces.rows);
         self.metrics
             .dead_letter_batches
             .with_label_values(&[name])
             .inc();
-        let (dead_letter, token, body, reason) = (
+        let (dead_letter, token, codec, pieces, reason) = (
             self.dead_letter.clone(),
             token.to_owned(),
-            body.clone(),
+            self.codec,
+            pieces.pieces.clone(),
             error.to_string(),
         );
         let put = tokio::task::spawn_blocking(move || {
+            let mut body = Vec::new();
+            for piece in &pieces {
+                codec
+                    .decode(piece, &mut body)
+                    .map_err(std::io::Error::other)?;
+            }
             dead_letter.put(table, &token, &body, rows, &reason)
         })
         .await
@@ -220,23 +223,26 @@ impl Sink {
     }
 }
 
-/// One insert of a table's RowBinary rows, in pieces of 256 KiB, named by the batch's
-/// deduplication token.
+/// One insert of a table's pieces, named by the batch's deduplication token, through a
+/// `client` without compression of its own (see [`Sink::new`]).
 pub async fn insert(
     client: &clickhouse::Client,
+    codec: Codec,
     table: &TableDef,
-    body: &Bytes,
+    pieces: &Pieces,
     token: &str,
 ) -> Result<(), clickhouse::error::Error> {
     let mut insert = client
         .insert_formatted_with(insert::insert_statement(table))
         .with_setting("insert_deduplication_token", token)
         .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
-    insert.send(insert::header(table).into()).await?;
-    for start in (0..body.len()).step_by(CHUNK_BYTES) {
-        insert
-            .send(body.slice(start..body.len().min(start + CHUNK_BYTES)))
-            .await?;
+    if codec == Codec::Lz4 {
+        // What the crate sets for a compressed insert: the body is compressed blocks.
+        insert = insert.with_setting("decompress", "1");
+    }
+    insert.send(codec.encode(&insert::header(table))).await?;
+    for piece in &pieces.pieces {
+        insert.send(piece.clone()).await?;
     }
     insert.end().await
 }
