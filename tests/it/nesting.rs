@@ -174,6 +174,14 @@ async fn a_log_record_nested_too_deep_is_stored_truncated_and_reported_on_every_
         };
         assert_eq!(rows, vec![row("after"), row("before"), row("deep")]);
 
+        // Each table of a batch is inserted on its own task: api_calls being stored says
+        // nothing yet of otel_logs.
+        let condition = format!("LogAttributes['logbook.bot.name'] = '{bot}'");
+        assert_eq!(
+            wait_for(&db, "otel_logs", &condition, 3, Duration::from_secs(15)).await,
+            3,
+            "{transport:?}"
+        );
         let (body, deep_attr, fine_attr): (String, String, String) = db
             .client
             .query(
