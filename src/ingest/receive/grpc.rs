@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -24,7 +25,7 @@ use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::grpc_server::{Export, Server};
-use super::{Intake, IntakeError};
+use super::{Intake, IntakeError, Partial, decode_and_prepare, protobuf};
 
 /// The logs service's `Export`.
 #[derive(Clone)]
@@ -103,7 +104,7 @@ impl Interceptor for Authenticate {
 /// handlers never answer OUT_OF_RANGE or INTERNAL, and their RESOURCE_EXHAUSTED carries a
 /// RetryInfo, so these come from tonic: OUT_OF_RANGE (over the size limit) and a bare
 /// RESOURCE_EXHAUSTED (over it once decompressed) become a not-retryable RESOURCE_EXHAUSTED,
-/// INTERNAL (undecodable protobuf, bad compression) becomes INVALID_ARGUMENT.
+/// INTERNAL (bad compression, a damaged frame) becomes INVALID_ARGUMENT.
 #[derive(Clone)]
 pub struct Refusals<S> {
     inner: S,
@@ -154,37 +155,53 @@ where
 }
 
 impl Export for Logs {
-    type Request = ExportLogsServiceRequest;
     type Response = ExportLogsServiceResponse;
     const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
-    fn export(&self, request: ExportLogsServiceRequest) -> BoxFuture<Self::Response, Status> {
+    fn export(&self, message: Bytes) -> BoxFuture<Self::Response, Status> {
         let intake = self.0.clone();
         Box::pin(async move {
-            let partial = intake
-                .logs(request)
+            let accepted = async {
+                let prepared = decode_and_prepare(
+                    &intake,
+                    message,
+                    protobuf::<ExportLogsServiceRequest>,
+                    Intake::prepare_logs,
+                )
+                .await?;
+                intake.accept(prepared).await
+            };
+            accepted
                 .await
-                .map_err(|e| status(&intake, "logs", e))?;
-            Ok(partial.logs_response())
+                .map(Partial::logs_response)
+                .map_err(|e| status(&intake, "logs", e))
         })
     }
 }
 
 impl Export for Traces {
-    type Request = ExportTraceServiceRequest;
     type Response = ExportTraceServiceResponse;
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-    fn export(&self, request: ExportTraceServiceRequest) -> BoxFuture<Self::Response, Status> {
+    fn export(&self, message: Bytes) -> BoxFuture<Self::Response, Status> {
         let intake = self.0.clone();
         Box::pin(async move {
-            let partial = intake
-                .traces(request)
+            let accepted = async {
+                let prepared = decode_and_prepare(
+                    &intake,
+                    message,
+                    protobuf::<ExportTraceServiceRequest>,
+                    Intake::prepare_traces,
+                )
+                .await?;
+                intake.accept(prepared).await
+            };
+            accepted
                 .await
-                .map_err(|e| status(&intake, "traces", e))?;
-            Ok(partial.traces_response())
+                .map(Partial::traces_response)
+                .map_err(|e| status(&intake, "traces", e))
         })
     }
 }

@@ -1,30 +1,29 @@
-//! The OTLP/gRPC `Export` services, decoding as the HTTP receiver does ([`nesting`]): tonic's
-//! generated servers decode with prost alone and refuse a whole request for one value nested
-//! past prost's recursion limit. Otherwise the same as the generated servers: one unary method,
-//! gzip accepted and sent, a bound on the decoded message size.
+//! The OTLP/gRPC `Export` services, handing the message to logbook still encoded, so that it is
+//! decoded as the HTTP receiver decodes ([`super::decode_and_prepare`]): tonic's generated
+//! servers decode with prost alone, on the async worker, and refuse a whole request for one
+//! value nested past prost's recursion limit. Otherwise the same as the generated servers: one
+//! unary method, gzip accepted and sent, a bound on the (decompressed) message size.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use tonic::codec::{BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder};
 use tonic::codegen::{Body, BoxFuture, EnabledCompressionEncodings, StdError, http};
 use tonic::server::{NamedService, UnaryService};
-use tonic::{Code, Request, Response, Status};
-
-use super::nesting::{self, Otlp};
+use tonic::{Request, Response, Status};
 
 /// One OTLP signal's `Export` method.
 pub trait Export: Clone + Send + Sync + 'static {
-    type Request: Otlp + Send + 'static;
     type Response: prost::Message + Send + 'static;
     /// The gRPC service name.
     const SERVICE: &'static str;
     /// `/<service>/Export`.
     const PATH: &'static str;
 
-    fn export(&self, request: Self::Request) -> BoxFuture<Self::Response, Status>;
+    /// Handles one request: its protobuf message, decompressed and within the size bound.
+    fn export(&self, message: Bytes) -> BoxFuture<Self::Response, Status>;
 }
 
 /// An [`Export`] served over gRPC.
@@ -80,11 +79,11 @@ where
 
 struct Method<E>(E);
 
-impl<E: Export> UnaryService<E::Request> for Method<E> {
+impl<E: Export> UnaryService<Bytes> for Method<E> {
     type Response = E::Response;
     type Future = BoxFuture<Response<E::Response>, Status>;
 
-    fn call(&mut self, request: Request<E::Request>) -> Self::Future {
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let response = self.0.export(request.into_inner());
         Box::pin(async move { response.await.map(Response::new) })
     }
@@ -94,31 +93,27 @@ struct OtlpCodec<E>(PhantomData<E>);
 
 impl<E: Export> Codec for OtlpCodec<E> {
     type Encode = E::Response;
-    type Decode = E::Request;
+    type Decode = Bytes;
     type Encoder = tonic_prost::ProstEncoder<E::Response>;
-    type Decoder = OtlpDecoder<E::Request>;
+    type Decoder = MessageBytes;
 
     fn encoder(&mut self) -> Self::Encoder {
         tonic_prost::ProstEncoder::new(BufferSettings::default())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        OtlpDecoder(PhantomData)
+        MessageBytes
     }
 }
 
-struct OtlpDecoder<T>(PhantomData<T>);
+/// The message's bytes, as they are.
+struct MessageBytes;
 
-impl<T: Otlp + Send + 'static> Decoder for OtlpDecoder<T> {
-    type Item = T;
+impl Decoder for MessageBytes {
+    type Item = Bytes;
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
-        let bytes = buf.copy_to_bytes(buf.remaining());
-        // INTERNAL as tonic's own decoder answers: `grpc::Refusals` turns it into
-        // INVALID_ARGUMENT and counts it, with every other undecodable request.
-        nesting::protobuf(&bytes)
-            .map(Some)
-            .map_err(|e| Status::new(Code::Internal, e.to_string()))
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
     }
 }

@@ -14,15 +14,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::BytesMut;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Serialize;
 use tokio_stream::StreamExt;
 
-use super::{Intake, IntakeError, Signal, nesting};
-
-/// Requests bigger than this are decoded off the async workers.
-const DECODE_INLINE_LIMIT: usize = 64 * 1024;
+use super::{Intake, IntakeError, Prepared, Signal, nesting};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -74,8 +69,8 @@ async fn authenticate(State(intake): State<Arc<Intake>>, request: Request, next:
 
 async fn logs(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let request: ExportLogsServiceRequest = decode(&intake, &headers, body).await?;
-        intake.logs(request).await
+        let prepared = prepare(&intake, &headers, body, Intake::prepare_logs).await?;
+        intake.accept(prepared).await
     }
     .await;
     let format = reply_format(&headers);
@@ -87,8 +82,8 @@ async fn logs(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body)
 
 async fn traces(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let request: ExportTraceServiceRequest = decode(&intake, &headers, body).await?;
-        intake.traces(request).await
+        let prepared = prepare(&intake, &headers, body, Intake::prepare_traces).await?;
+        intake.accept(prepared).await
     }
     .await;
     let format = reply_format(&headers);
@@ -166,7 +161,13 @@ fn reply_format(headers: &HeaderMap) -> Format {
     request_format(headers).unwrap_or(Format::Protobuf)
 }
 
-async fn decode<T>(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<T, IntakeError>
+/// Reads a request's body and decodes and prepares it ([`super::decode_and_prepare`]).
+async fn prepare<T>(
+    intake: &Arc<Intake>,
+    headers: &HeaderMap,
+    body: Body,
+    prepare: fn(&Intake, T) -> Prepared,
+) -> Result<Prepared, IntakeError>
 where
     T: nesting::Otlp + Send + 'static,
 {
@@ -193,27 +194,19 @@ where
     };
     let body = read_body(body, limit, declared).await?;
     intake.check_room(body.len() as u64)?;
-    let inline = body.len() <= DECODE_INLINE_LIMIT;
-    let work = move || -> Result<T, IntakeError> {
+    let decode = move |body: Bytes| -> Result<T, IntakeError> {
         let body = if gzip {
             Bytes::from(gunzip(&body, limit)?)
         } else {
             body
         };
         match format {
-            Format::Protobuf => nesting::protobuf(&body)
-                .map_err(|e| IntakeError::Invalid(format!("invalid OTLP protobuf: {e}"))),
+            Format::Protobuf => super::protobuf(body),
             Format::Json => nesting::json(&body)
                 .map_err(|e| IntakeError::Invalid(format!("invalid OTLP JSON: {e}"))),
         }
     };
-    if inline {
-        work()
-    } else {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| IntakeError::Unavailable(e.to_string()))?
-    }
+    super::decode_and_prepare(intake, body, decode, prepare).await
 }
 
 fn body_len(headers: &HeaderMap) -> Option<usize> {

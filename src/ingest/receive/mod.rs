@@ -82,6 +82,17 @@ impl Partial {
     }
 }
 
+/// A request checked, redacted and encoded for the queue, not yet appended to it
+/// ([`Intake::accept`]).
+pub struct Prepared {
+    signal: &'static str,
+    /// The queue entry; `None` when every record was rejected.
+    queued: Option<Vec<u8>>,
+    accepted: u64,
+    partial: Partial,
+    redactions: crate::ingest::redact::Redactions,
+}
+
 /// Serves both receivers until `stop`, with one bound on the requests they handle at once,
 /// together (`ingest.max_concurrent_requests`): further requests wait, unread.
 pub async fn serve(
@@ -110,6 +121,9 @@ pub async fn serve(
 
 pub struct Intake {
     queue: Queue,
+    /// Large requests decoded and prepared at once, by both receivers: one per core, as the
+    /// work is CPU-bound; the others wait with their bodies read but not decoded.
+    decoding: tokio::sync::Semaphore,
     redactor: Redactor,
     tokens: Vec<Secret>,
     pub metrics: Arc<Metrics>,
@@ -126,7 +140,9 @@ impl Intake {
         max_request_size: u64,
         queue_max_bytes: u64,
     ) -> Intake {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Intake {
+            decoding: tokio::sync::Semaphore::new(cores),
             queue_max_bytes,
             queue,
             redactor,
@@ -134,6 +150,14 @@ impl Intake {
             metrics,
             max_request_size,
         }
+    }
+
+    /// A turn to decode and prepare a large request (see [`Intake::decoding`]).
+    pub async fn decoding(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.decoding
+            .acquire()
+            .await
+            .expect("the decoding semaphore is never closed")
     }
 
     /// Refuses early, before any decoding, a request the queue has no room for: under
@@ -173,10 +197,20 @@ impl Intake {
             .ok_or(IntakeError::Unauthenticated)
     }
 
-    pub async fn logs(
-        &self,
-        mut request: ExportLogsServiceRequest,
-    ) -> Result<Partial, IntakeError> {
+    /// [`Self::prepare_logs`], then [`Self::accept`].
+    pub async fn logs(&self, request: ExportLogsServiceRequest) -> Result<Partial, IntakeError> {
+        self.accept(self.prepare_logs(request)).await
+    }
+
+    /// [`Self::prepare_traces`], then [`Self::accept`].
+    pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Partial, IntakeError> {
+        self.accept(self.prepare_traces(request)).await
+    }
+
+    /// Checks, stamps and redacts a decoded request and encodes it for the queue: all of a
+    /// request's CPU work after decoding, with no await, so a receiver can run decoding and
+    /// this on one thread and free the decoded request where it was allocated.
+    pub fn prepare_logs(&self, mut request: ExportLogsServiceRequest) -> Prepared {
         let received: usize = request
             .resource_logs
             .iter()
@@ -208,28 +242,18 @@ impl Intake {
         }
         let redactions = self.redactor.logs(&mut request);
         let partial = self.partial("logs", rejected, &redactions, ["log record", "log records"]);
-        if received == rejected as usize {
-            return Ok(partial);
+        let accepted = received as u64 - rejected as u64;
+        Prepared {
+            signal: "logs",
+            queued: (accepted > 0).then(|| Envelope::Logs(request).encode()),
+            accepted,
+            partial,
+            redactions,
         }
-        self.enqueue(Envelope::Logs(request), redactions)
-            .await
-            .inspect_err(|e| self.refused_records("logs", e, received as u64 - rejected as u64))?;
-        self.metrics
-            .accepted_records
-            .with_label_values(&["logs"])
-            .inc_by(received as u64 - rejected as u64);
-        // Counted once stored: a request refused after redaction was not.
-        self.metrics
-            .truncated_records
-            .with_label_values(&["logs", "too_deep"])
-            .inc_by(redactions.records_too_deep);
-        Ok(partial)
     }
 
-    pub async fn traces(
-        &self,
-        mut request: ExportTraceServiceRequest,
-    ) -> Result<Partial, IntakeError> {
+    /// [`Self::prepare_logs`] for spans.
+    pub fn prepare_traces(&self, mut request: ExportTraceServiceRequest) -> Prepared {
         let received: usize = request
             .resource_spans
             .iter()
@@ -256,22 +280,45 @@ impl Intake {
         }
         let redactions = self.redactor.traces(&mut request);
         let partial = self.partial("traces", rejected, &redactions, ["span", "spans"]);
-        if received == rejected as usize {
-            return Ok(partial);
+        let accepted = received as u64 - rejected as u64;
+        Prepared {
+            signal: "traces",
+            queued: (accepted > 0).then(|| Envelope::Traces(request).encode()),
+            accepted,
+            partial,
+            redactions,
         }
-        self.enqueue(Envelope::Traces(request), redactions)
+    }
+
+    /// Appends a prepared request to the durable queue; the sender's answer once it is there.
+    pub async fn accept(&self, prepared: Prepared) -> Result<Partial, IntakeError> {
+        let Prepared {
+            signal,
+            queued,
+            accepted,
+            partial,
+            redactions,
+        } = prepared;
+        let Some(queued) = queued else {
+            return Ok(partial);
+        };
+        self.metrics
+            .redacted_values
+            .inc_by(redactions.values_redacted);
+        self.metrics
+            .truncated_values
+            .inc_by(redactions.values_truncated);
+        self.enqueue(queued)
             .await
-            .inspect_err(|e| {
-                self.refused_records("traces", e, received as u64 - rejected as u64)
-            })?;
+            .inspect_err(|e| self.refused_records(signal, e, accepted))?;
         self.metrics
             .accepted_records
-            .with_label_values(&["traces"])
-            .inc_by(received as u64 - rejected as u64);
+            .with_label_values(&[signal])
+            .inc_by(accepted);
         // Counted once stored: a request refused after redaction was not.
         self.metrics
             .truncated_records
-            .with_label_values(&["traces", "too_deep"])
+            .with_label_values(&[signal, "too_deep"])
             .inc_by(redactions.records_too_deep);
         Ok(partial)
     }
@@ -312,21 +359,7 @@ impl Intake {
         }
     }
 
-    async fn enqueue(
-        &self,
-        envelope: Envelope,
-        redactions: crate::ingest::redact::Redactions,
-    ) -> Result<(), IntakeError> {
-        self.metrics
-            .redacted_values
-            .inc_by(redactions.values_redacted);
-        self.metrics
-            .truncated_values
-            .inc_by(redactions.values_truncated);
-        let queued = envelope.encode();
-        // The decoded request takes several times its encoded size: free it before waiting
-        // for the disk (with `queue.fsync = "always"` most requests in flight are waiting).
-        drop(envelope);
+    async fn enqueue(&self, queued: Vec<u8>) -> Result<(), IntakeError> {
         match self.queue.append(queued).await {
             Ok(_) => Ok(()),
             Err(QueueError::Full { bytes, .. }) => Err(self.full(bytes)),
@@ -371,6 +404,40 @@ impl IntakeError {
             IntakeError::Unavailable(_) => "unavailable",
         }
     }
+}
+
+/// Requests bigger than this are decoded and prepared off the async workers.
+const DECODE_INLINE_LIMIT: usize = 64 * 1024;
+
+/// Decodes a request's body with `decode` and runs `prepare` ([`Intake::prepare_logs`]) on
+/// it. A large request is decoded and prepared on one blocking thread, so its decoded form is
+/// freed by the thread that allocated it (a free from another thread parks the memory in the
+/// allocating thread's heap until that thread allocates again), and only
+/// [`Intake::decoding`] at once: the decoded form takes several times the body.
+pub async fn decode_and_prepare<T: Send + 'static>(
+    intake: &Arc<Intake>,
+    body: bytes::Bytes,
+    decode: impl FnOnce(bytes::Bytes) -> Result<T, IntakeError> + Send + 'static,
+    prepare: fn(&Intake, T) -> Prepared,
+) -> Result<Prepared, IntakeError> {
+    let inline = body.len() <= DECODE_INLINE_LIMIT;
+    let work = {
+        let intake = intake.clone();
+        move || decode(body).map(|request| prepare(&intake, request))
+    };
+    if inline {
+        return work();
+    }
+    let _turn = intake.decoding().await;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| IntakeError::Unavailable(e.to_string()))?
+}
+
+/// Decodes an OTLP protobuf message ([`nesting::protobuf`]).
+pub fn protobuf<T: nesting::Otlp>(body: bytes::Bytes) -> Result<T, IntakeError> {
+    nesting::protobuf(&body)
+        .map_err(|e| IntakeError::Invalid(format!("invalid OTLP protobuf: {e}")))
 }
 
 /// Which OTLP signal a request carries.
