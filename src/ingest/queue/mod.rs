@@ -362,7 +362,7 @@ impl Queue {
             kind,
             payload,
             reply,
-            _permit: permit,
+            permit: Some(permit),
         };
         let requests = self.inner.requests.as_ref().expect("set until drop");
         if requests.send(request).is_err() {

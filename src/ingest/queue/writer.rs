@@ -25,7 +25,7 @@ pub(crate) struct Request {
     pub payload: Vec<u8>,
     pub reply: oneshot::Sender<Result<Position, QueueError>>,
     /// Memory budget held by the payload until it is written.
-    pub _permit: OwnedSemaphorePermit,
+    pub permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Request {
@@ -125,9 +125,10 @@ impl Writer {
 
     /// Writes `group`, syncs per policy, publishes it and replies. On error every caller in the
     /// group gets the error and nothing of the group is published.
-    fn commit(&mut self, group: Vec<Request>) -> Result<(), QueueError> {
+    fn commit(&mut self, mut group: Vec<Request>) -> Result<(), QueueError> {
+        let group_bytes: u64 = group.iter().map(Request::record_len).sum();
         let mut positions = Vec::with_capacity(group.len());
-        let result = self.write_group(&group, &mut positions);
+        let result = self.write_group(&mut group, &mut positions);
         let result = result.and_then(|()| {
             let markers = group.iter().any(|request| request.kind == Kind::Marker);
             let due = match self.fsync {
@@ -137,7 +138,6 @@ impl Writer {
             };
             if markers || due { self.sync() } else { Ok(()) }
         });
-        let group_bytes: u64 = group.iter().map(Request::record_len).sum();
         if let Err(error) = result {
             self.shared.lock().in_flight -= group_bytes;
             for request in group {
@@ -164,15 +164,18 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes `group`'s records and frees their payloads (and memory budget): with
+    /// `fsync = "always"` most appends in flight are waiting for the sync that follows, and
+    /// their bytes are in the file by then.
     fn write_group(
         &mut self,
-        group: &[Request],
+        group: &mut [Request],
         positions: &mut Vec<Position>,
     ) -> Result<(), QueueError> {
         let unix_millis = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
-        for request in group {
+        for request in group.iter_mut() {
             let len = request.record_len();
             if self.segment_len > 0 && self.segment_len + len > self.segment_bytes {
                 self.roll()?;
@@ -185,6 +188,8 @@ impl Writer {
             positions.push(self.segment_start + self.segment_len);
             self.segment_len += len;
             self.dirty = true;
+            request.payload = Vec::new();
+            drop(request.permit.take());
         }
         self.file.flush().map_err(io_at(self.path()))
     }
