@@ -25,9 +25,12 @@ ENV LOGBOOK_SERVER_LISTEN=0.0.0.0:8080 \
     LOGBOOK_INGEST_GRPC_LISTEN=0.0.0.0:4317 \
     LOGBOOK_INGEST_HTTP_LISTEN=0.0.0.0:4318 \
     LOGBOOK_QUEUE_PATH=/var/lib/logbook/queue
-# mimalloc returns freed pages to the OS at once instead of after 1 s: 45-60 MiB less peak RSS
-# under load (docs/benchmarks.md). Read before main, so it cannot be set in code.
-ENV MIMALLOC_PURGE_DELAY=0
+# mimalloc returns freed pages to the OS at once instead of after 1 s, and commits arena memory
+# as it is used rather than all at once: together 50-90 MiB less peak RSS under load
+# (docs/benchmarks.md). logbook re-runs itself with these when they are unset; set here, it
+# starts without that step.
+ENV MIMALLOC_PURGE_DELAY=0 \
+    MIMALLOC_ARENA_EAGER_COMMIT=0
 VOLUME ["/var/lib/logbook"]
 EXPOSE 4317 4318 8080
 # /healthz: the process serves; readiness (/readyz) is what load balancers should use.

@@ -208,3 +208,70 @@ fn check_record_answers_per_record_and_fails_on_a_rejection() {
     let (code, _, err) = logbook(&["check-record", "/nonexistent.json"], &[]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// The environment of process `pid` as `NAME=value` strings.
+fn environment_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// mimalloc reads its settings before `main`: logbook runs itself again with the two its memory
+/// figures need (docs/benchmarks.md), keeping its process id and any value the operator set.
+#[test]
+fn logbook_runs_with_its_allocator_settings_unless_the_operator_set_them() {
+    for (given, expected) in [
+        (
+            vec![],
+            ["MIMALLOC_PURGE_DELAY=0", "MIMALLOC_ARENA_EAGER_COMMIT=0"],
+        ),
+        (
+            vec![("MIMALLOC_PURGE_DELAY", "250")],
+            ["MIMALLOC_PURGE_DELAY=250", "MIMALLOC_ARENA_EAGER_COMMIT=0"],
+        ),
+        (
+            vec![
+                ("MIMALLOC_PURGE_DELAY", "250"),
+                ("MIMALLOC_ARENA_EAGER_COMMIT", "1"),
+            ],
+            ["MIMALLOC_PURGE_DELAY=250", "MIMALLOC_ARENA_EAGER_COMMIT=1"],
+        ),
+    ] {
+        // `check-record -` waits for its standard input: a process to look at.
+        let mut child = Command::new(BIN)
+            .args(["check-record", "-"])
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
+            .envs(given.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let environment = loop {
+            let environment = environment_of(child.id());
+            if expected
+                .iter()
+                .all(|e| environment.contains(&e.to_string()))
+                || std::time::Instant::now() > deadline
+            {
+                break environment;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        drop(child.stdin.take());
+        let output = child.wait_with_output().unwrap();
+        for setting in expected {
+            assert!(
+                environment.contains(&setting.to_owned()),
+                "{setting} missing with {given:?}: {environment:?}; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        // Standard input was empty: the command still ran to its own answer.
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+    }
+}
