@@ -248,9 +248,14 @@ async fn every_log_kind_round_trips_over_every_transport() {
             assert_eq!(got, expected, "{table}: {expression} for {tenant}");
         }
     }
-    // Each kind with an error outcome in its sample also reached `errors`.
-    let errors = count_where(&db, "errors", "kind = 'integration_errors'").await;
-    assert_eq!(errors, transports.len() as u64);
+    // Each kind with an error outcome in its sample also reached `errors` (through a view,
+    // whose part can become visible a moment after the table's).
+    let errors = transports.len() as u64;
+    let condition = "kind = 'integration_errors'";
+    assert_eq!(
+        wait_for(&db, "errors", condition, errors, Duration::from_secs(10)).await,
+        errors
+    );
 }
 
 #[tokio::test]
@@ -380,11 +385,14 @@ async fn spans_reach_otel_traces_and_the_trace_id_lookup() {
         .await
         .unwrap();
     assert_eq!(kind, "Internal");
+    // The view's part can become visible a moment after the table's: wait for it too.
     assert!(
-        count_where(
+        wait_for(
             &db,
             "otel_traces_trace_id_ts",
-            &format!("TraceId = '{trace}'")
+            &format!("TraceId = '{trace}'"),
+            1,
+            Duration::from_secs(10)
         )
         .await
             >= 1
