@@ -12,12 +12,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use tonic::codegen::BoxFuture;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -25,7 +21,8 @@ use tonic::{Code, Request, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::grpc_server::{Export, Server};
-use super::{Intake, IntakeError, Partial, decode_and_prepare, protobuf};
+use super::nesting::Otlp;
+use super::{Intake, IntakeError, Partial, Prepared, decode_and_prepare, protobuf};
 
 /// The logs service's `Export`.
 #[derive(Clone)]
@@ -154,29 +151,28 @@ where
     }
 }
 
+/// Decodes, prepares and queues one request's message ([`decode_and_prepare`]).
+async fn export<T: Otlp + Send + 'static>(
+    intake: Arc<Intake>,
+    message: Bytes,
+    signal: &'static str,
+    prepare: fn(&Intake, T) -> Prepared,
+) -> Result<Partial, Status> {
+    let accepted = async {
+        let prepared = decode_and_prepare(&intake, message, protobuf::<T>, prepare).await?;
+        intake.accept(prepared).await
+    };
+    accepted.await.map_err(|e| status(&intake, signal, e))
+}
+
 impl Export for Logs {
     type Response = ExportLogsServiceResponse;
     const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
     fn export(&self, message: Bytes) -> BoxFuture<Self::Response, Status> {
-        let intake = self.0.clone();
-        Box::pin(async move {
-            let accepted = async {
-                let prepared = decode_and_prepare(
-                    &intake,
-                    message,
-                    protobuf::<ExportLogsServiceRequest>,
-                    Intake::prepare_logs,
-                )
-                .await?;
-                intake.accept(prepared).await
-            };
-            accepted
-                .await
-                .map(Partial::logs_response)
-                .map_err(|e| status(&intake, "logs", e))
-        })
+        let partial = export(self.0.clone(), message, "logs", Intake::prepare_logs);
+        Box::pin(async move { partial.await.map(Partial::logs_response) })
     }
 }
 
@@ -186,22 +182,7 @@ impl Export for Traces {
     const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
     fn export(&self, message: Bytes) -> BoxFuture<Self::Response, Status> {
-        let intake = self.0.clone();
-        Box::pin(async move {
-            let accepted = async {
-                let prepared = decode_and_prepare(
-                    &intake,
-                    message,
-                    protobuf::<ExportTraceServiceRequest>,
-                    Intake::prepare_traces,
-                )
-                .await?;
-                intake.accept(prepared).await
-            };
-            accepted
-                .await
-                .map(Partial::traces_response)
-                .map_err(|e| status(&intake, "traces", e))
-        })
+        let partial = export(self.0.clone(), message, "traces", Intake::prepare_traces);
+        Box::pin(async move { partial.await.map(Partial::traces_response) })
     }
 }

@@ -241,15 +241,7 @@ impl Intake {
             });
         }
         let redactions = self.redactor.logs(&mut request);
-        let partial = self.partial("logs", rejected, &redactions, ["log record", "log records"]);
-        let accepted = received as u64 - rejected as u64;
-        Prepared {
-            signal: "logs",
-            queued: (accepted > 0).then(|| Envelope::Logs(request).encode()),
-            accepted,
-            partial,
-            redactions,
-        }
+        self.prepared(Envelope::Logs(request), (received, rejected), redactions)
     }
 
     /// [`Self::prepare_logs`] for spans.
@@ -279,11 +271,26 @@ impl Intake {
             });
         }
         let redactions = self.redactor.traces(&mut request);
-        let partial = self.partial("traces", rejected, &redactions, ["span", "spans"]);
+        self.prepared(Envelope::Traces(request), (received, rejected), redactions)
+    }
+
+    /// A checked and redacted request, encoded unless all of its `(received, rejected)` records
+    /// were rejected.
+    fn prepared(
+        &self,
+        envelope: Envelope,
+        (received, rejected): (usize, i64),
+        redactions: crate::ingest::redact::Redactions,
+    ) -> Prepared {
+        let (signal, what) = match envelope {
+            Envelope::Logs(_) => ("logs", ["log record", "log records"]),
+            Envelope::Traces(_) => ("traces", ["span", "spans"]),
+        };
+        let partial = self.partial(signal, rejected, &redactions, what);
         let accepted = received as u64 - rejected as u64;
         Prepared {
-            signal: "traces",
-            queued: (accepted > 0).then(|| Envelope::Traces(request).encode()),
+            signal,
+            queued: (accepted > 0).then(|| envelope.encode()),
             accepted,
             partial,
             redactions,
