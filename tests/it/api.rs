@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use logbook::schema::{ApiCall, MailMessage, MonitoringEvent, RowId, Ts};
+use logbook::schema::{ApiCall, LogKind, MailMessage, MonitoringEvent, RowId, Ts};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -419,6 +419,70 @@ async fn queries_evaluate_skip_indexes_while_planning_where_the_engine_can() {
         .await
         .unwrap();
     assert!(!planned);
+}
+
+/// The search the API builds (`hasToken` over the searchable columns, values as bound
+/// parameters, skip indexes evaluated while planning) is answered by the columns' `text`
+/// indexes on this engine: a word no row has leaves no granule to read.
+#[tokio::test]
+async fn search_is_answered_by_the_text_indexes() {
+    let (db, _) = crate::schema::migrated("api_text_index", "").await;
+    let now = now_ns();
+    for (i, body) in ["plain body", "needle7 in a body", "another body"]
+        .iter()
+        .enumerate()
+    {
+        let mut row = call(now - i as i64 * NS, "t1", "b", "success", 200);
+        row.response_body = (*body).into();
+        insert(&db, &[row]).await;
+    }
+    let search = |word: &str| {
+        logbook::query::parse_list(
+            ApiCall::TABLE,
+            &[("q".to_owned(), word.to_owned())],
+            None,
+            50,
+            1000,
+        )
+        .unwrap()
+        .filters
+    };
+    let found = search("needle7");
+    let sql = format!("SELECT count() FROM api_calls WHERE {}", found.sql());
+    assert!(
+        sql.contains("hasToken(`response_body`, {p0:String})"),
+        "{sql}"
+    );
+    let query = found.apply(db.client.query(&sql));
+    let count: u64 = logbook::query::plan_time_skip_indexes(&db.client, query)
+        .await
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let absent = search("absent");
+    let sql = format!(
+        "EXPLAIN indexes = 1 SELECT count() FROM api_calls WHERE {}",
+        absent.sql()
+    );
+    let query = absent
+        .apply(db.client.query(&sql))
+        .with_setting("use_query_condition_cache", "0");
+    let plan: Vec<String> = logbook::query::plan_time_skip_indexes(&db.client, query)
+        .await
+        .fetch_all()
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    for column in ["url", "request_body", "response_body", "error_message"] {
+        assert!(plan.contains(&format!("text_{column}")), "{plan}");
+    }
+    let left = plan
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Granules: "))
+        .last()
+        .and_then(|g| g.split('/').next());
+    assert_eq!(left, Some("0"), "{plan}");
 }
 
 #[tokio::test]
