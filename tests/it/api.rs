@@ -480,7 +480,7 @@ async fn search_is_answered_by_the_text_indexes() {
     let left = plan
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Granules: "))
-        .last()
+        .next_back()
         .and_then(|g| g.split('/').next());
     assert_eq!(left, Some("0"), "{plan}");
 }
