@@ -396,22 +396,28 @@ async fn searchable_columns_get_text_indexes_where_the_engine_has_them() {
         );
     }
     // The index leaves the granule with the word, and none for a word no row has.
-    for body in ["nothing here", "an upstream timeout", "still nothing"] {
-        insert(
-            &db,
-            schema::ApiCall {
-                response_body: body.into(),
-                ..row_at(Ts::now())
-            },
-        )
-        .await;
-    }
+    insert_bodies(
+        &db,
+        &["nothing here", "an upstream timeout", "still nothing"],
+    )
+    .await;
     assert_eq!(
         count_where(&db, "api_calls", "hasToken(response_body, 'timeout')").await,
         1
     );
     assert_eq!(word_granules(&db, "timeout").await, Some(1));
     assert_eq!(word_granules(&db, "absent").await, Some(0));
+}
+
+/// One `api_calls` row per response body, each in a part of its own.
+async fn insert_bodies(db: &TestDb, bodies: &[&str]) {
+    for body in bodies {
+        let row = schema::ApiCall {
+            response_body: (*body).into(),
+            ..row_at(Ts::now())
+        };
+        insert(db, row).await;
+    }
 }
 
 /// Granules of `api_calls` the `text` index of `response_body` leaves for a word.
@@ -461,16 +467,7 @@ async fn a_version_5_database_gets_text_indexes_built_for_its_rows() {
         "the version 5 schema"
     );
     // Rows stored at version 5, in parts written without the text index.
-    for body in ["v5word in an old part", "another old part"] {
-        insert(
-            &db,
-            schema::ApiCall {
-                response_body: body.into(),
-                ..row_at(Ts::now())
-            },
-        )
-        .await;
-    }
+    insert_bodies(&db, &["v5word in an old part", "another old part"]).await;
     let steps = migrator(&db, &config).run(false).await.unwrap();
     let described: BTreeSet<_> = steps.iter().map(|s| s.description.clone()).collect();
     assert_eq!(described, want);
