@@ -358,8 +358,9 @@ pub fn words(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// `q`: each word must be a token of some searchable column (`hasToken`, which the token
-/// bloom filters serve), and the whole text must occur as typed (`position`, checked only on
+/// `q`: each word must be a token of some searchable column (`hasToken`, which the columns'
+/// `text` indexes answer from their posting lists, or their token bloom filters on servers
+/// without `text` indexes), and the whole text must occur as typed (`position`, checked only on
 /// the rows the index let through).
 fn search(table: &TableDef, text: &str, filters: &mut Where) -> Result<(), QueryError> {
     let columns: Vec<&str> = table

@@ -96,30 +96,46 @@ impl QueryLimits {
     }
 }
 
-/// Whether the engine knows `use_skip_indexes_on_data_read` (ClickHouse 25.9 and later): asked
-/// once per process, and again after an ask that failed.
-static SKIP_INDEXES_ON_DATA_READ: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+/// Which of [`INDEX_SETTINGS`] the engine knows: asked once per process, and again after an ask
+/// that failed.
+static KNOWN_INDEX_SETTINGS: tokio::sync::OnceCell<Vec<String>> =
+    tokio::sync::OnceCell::const_new();
 
-/// `query` with skip indexes evaluated while planning, not while reading, where the engine has
-/// the choice: on a table with projections its read-time evaluation skipped none of them
-/// (ClickHouse issue #100783; measured on 26.9: a unique search word read every row of
-/// `api_calls`). Older engines evaluate them while planning anyway, and refuse the setting.
-pub async fn plan_time_skip_indexes(
+/// Settings API queries turn off where the engine has them:
+/// - `use_skip_indexes_on_data_read` (ClickHouse 25.9 and later): skip indexes are evaluated
+///   while planning, not while reading; on a table with projections the read-time evaluation
+///   skipped none of them (ClickHouse issue #100783; measured on 26.9: a unique search word
+///   read every row of `api_calls`).
+/// - `query_plan_direct_read_from_text_index`: `hasToken` is answered from the `text` index's
+///   posting lists instead of the column, which no projection can provide, so a search never
+///   read the `by_time` projection: a common word's newest half hour read 16 granules of the
+///   table instead of 11 of `by_time` (measured on 26.9, docs/benchmarks.md). Without it the
+///   `text` index still leaves only the granules holding the word.
+const INDEX_SETTINGS: &[&str] = &[
+    "use_skip_indexes_on_data_read",
+    "query_plan_direct_read_from_text_index",
+];
+
+/// `query` with [`INDEX_SETTINGS`] turned off where the engine has them (older engines refuse
+/// a setting they do not know).
+pub async fn index_settings(
     client: &clickhouse::Client,
     query: clickhouse::query::Query,
 ) -> clickhouse::query::Query {
-    let known = SKIP_INDEXES_ON_DATA_READ
+    let known = KNOWN_INDEX_SETTINGS
         .get_or_try_init(|| async {
             client
-                .query("SELECT count() > 0 FROM system.settings WHERE name = 'use_skip_indexes_on_data_read'")
-                .fetch_one::<bool>()
+                .query("SELECT name FROM system.settings WHERE has(?, name)")
+                .bind(INDEX_SETTINGS)
+                .fetch_all::<String>()
                 .await
         })
         .await;
-    match known {
-        Ok(true) => query.with_setting("use_skip_indexes_on_data_read", "0"),
-        _ => query,
+    let mut query = query;
+    for name in known.into_iter().flatten() {
+        query = query.with_setting(name.as_str(), "0");
     }
+    query
 }
 
 /// Error codes of ClickHouse's limits (TIMEOUT_EXCEEDED, TOO_MANY_ROWS, TOO_MANY_ROWS_OR_BYTES,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use super::filter::{Cursor, ListRequest, Value, Where};
-use super::{QueryError, QueryLimits, classify, plan_time_skip_indexes};
+use super::{QueryError, QueryLimits, classify, index_settings};
 use crate::schema::{ColumnDef, KINDS, OTEL_TRACES, Role, TableDef};
 
 /// One page of a list, newest first.
@@ -60,7 +60,7 @@ pub(crate) async fn fetch_json(
     limits: &QueryLimits,
     query: clickhouse::query::Query,
 ) -> Result<Vec<Map<String, Json>>, QueryError> {
-    let query = plan_time_skip_indexes(client, query).await;
+    let query = index_settings(client, query).await;
     let run = async {
         let mut cursor = limits.apply(query).fetch_bytes("JSONEachRow")?;
         cursor.collect().await
@@ -84,7 +84,7 @@ async fn fetch_rows<T>(
 where
     T: clickhouse::RowOwned + clickhouse::RowRead,
 {
-    let query = plan_time_skip_indexes(client, query).await;
+    let query = index_settings(client, query).await;
     tokio::time::timeout(
         limits.client_timeout(),
         limits.apply(query).fetch_all::<T>(),

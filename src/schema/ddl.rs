@@ -26,19 +26,40 @@ pub struct Ttl {
 pub struct Ddl {
     database: String,
     cluster: Option<String>,
+    /// Whether searchable columns get `text` indexes ([`indexes`]).
+    text_index: bool,
 }
 
 /// Suffix of the table holding a shard's rows on a cluster.
 pub const LOCAL_SUFFIX: &str = "_local";
 
-/// A skip index as rendered: name, expression, type, granularity.
+/// A skip index as rendered: name, expression, type, granularity (`None`: the server's own,
+/// as for `text` indexes, which cover whole parts whatever is asked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Index {
     pub name: String,
     pub expr: String,
     pub kind: String,
-    pub granularity: u32,
+    pub granularity: Option<u32>,
 }
+
+impl Index {
+    /// `name expr TYPE kind [GRANULARITY n]`, as `INDEX` and `ADD INDEX` take it.
+    fn definition(&self) -> String {
+        let granularity = self
+            .granularity
+            .map(|g| format!(" GRANULARITY {g}"))
+            .unwrap_or_default();
+        format!(
+            "{} {} TYPE {}{granularity}",
+            self.name, self.expr, self.kind
+        )
+    }
+}
+
+/// The exact inverted index of a searchable column. `splitByNonAlpha` splits text as
+/// `hasToken` does, so the API's search (`hasToken`) is answered from the index.
+pub const TEXT_INDEX: &str = "text(tokenizer = splitByNonAlpha)";
 
 impl Ddl {
     pub fn new(database: &str) -> Ddl {
@@ -46,7 +67,18 @@ impl Ddl {
         Ddl {
             database: database.to_owned(),
             cluster: None,
+            text_index: false,
         }
+    }
+
+    /// The same statements with (or without) `text` indexes on the searchable columns, for a
+    /// server that has them (`store::migrate` asks the server).
+    pub fn with_text_index(self, text_index: bool) -> Ddl {
+        Ddl { text_index, ..self }
+    }
+
+    pub fn text_index(&self) -> bool {
+        self.text_index
     }
 
     /// Statements for every server of `cluster` (a `<remote_servers>` entry).
@@ -143,12 +175,11 @@ impl Ddl {
             .all_columns()
             .map(|c| format!("    `{}` {}", c.name, c.ch_type))
             .collect();
-        lines.extend(indexes(table).iter().map(|i| {
-            format!(
-                "    INDEX {} {} TYPE {} GRANULARITY {}",
-                i.name, i.expr, i.kind, i.granularity
-            )
-        }));
+        lines.extend(
+            indexes(table, self.text_index)
+                .iter()
+                .map(|i| format!("    INDEX {}", i.definition())),
+        );
         lines.extend(
             projections(table)
                 .iter()
@@ -216,13 +247,28 @@ impl Ddl {
 
     pub fn add_index(&self, table: &TableDef, index: &Index) -> String {
         format!(
-            "ALTER TABLE {}{} ADD INDEX IF NOT EXISTS {} {} TYPE {} GRANULARITY {}",
+            "ALTER TABLE {}{} ADD INDEX IF NOT EXISTS {}",
             self.storage(table.name),
             self.on(),
-            index.name,
-            index.expr,
-            index.kind,
-            index.granularity
+            index.definition()
+        )
+    }
+
+    /// A background mutation that builds the index for the parts written before it was added
+    /// (without it they get it only when merged, and a daily partition's old parts may never be).
+    pub fn materialize_index(&self, table: &TableDef, name: &str) -> String {
+        format!(
+            "ALTER TABLE {}{} MATERIALIZE INDEX {name}",
+            self.storage(table.name),
+            self.on()
+        )
+    }
+
+    pub fn drop_index(&self, table: &TableDef, name: &str) -> String {
+        format!(
+            "ALTER TABLE {}{} DROP INDEX IF EXISTS {name}",
+            self.storage(table.name),
+            self.on()
         )
     }
 
@@ -364,17 +410,26 @@ pub const TENANT_PROJECTION: &str = "by_tenant";
 pub const TIME_PROJECTION: &str = "by_time";
 
 /// The table's skip indexes: its own, plus for log kinds bloom filters on `trace_id` and `id`
-/// (related rows and the API's detail lookups) and a token bloom filter on every searchable
-/// column.
-pub fn indexes(table: &TableDef) -> Vec<Index> {
+/// (related rows and the API's detail lookups), and on every searchable column either an exact
+/// `text` index (`text_index`: the server has it, ClickHouse 26.2 and later) or a token bloom
+/// filter. The `text` index replaces the bloom filter: it answers `hasToken` from its posting
+/// lists, while the bloom filters are read for every granule of the time range searched
+/// (docs/benchmarks.md, "Schema version 6").
+pub fn indexes(table: &TableDef, text_index: bool) -> Vec<Index> {
+    let search: Vec<&str> = table
+        .all_columns()
+        .filter(|c| c.role == Role::Search)
+        .map(|c| c.name)
+        .collect();
     let mut out: Vec<Index> = table
         .indexes
         .iter()
+        .filter(|i| !(text_index && search.contains(&i.expr)))
         .map(|i| Index {
             name: i.name.into(),
             expr: i.expr.into(),
             kind: i.kind.into(),
-            granularity: i.granularity,
+            granularity: Some(i.granularity),
         })
         .collect();
     if table.common_columns {
@@ -382,26 +437,49 @@ pub fn indexes(table: &TableDef) -> Vec<Index> {
             name: "idx_trace_id".into(),
             expr: "trace_id".into(),
             kind: "bloom_filter(0.001)".into(),
-            granularity: 1,
+            granularity: Some(1),
         });
         out.push(Index {
             name: "idx_id".into(),
             expr: "id".into(),
             kind: "bloom_filter(0.001)".into(),
-            granularity: 1,
+            granularity: Some(1),
         });
-        for column in table.columns.iter().filter(|c| c.role == Role::Search) {
+    }
+    for column in search {
+        if text_index {
             out.push(Index {
-                name: format!("idx_{}", column.name),
-                expr: column.name.into(),
+                name: format!("text_{column}"),
+                expr: column.into(),
+                kind: TEXT_INDEX.into(),
+                granularity: None,
+            });
+        } else if table.common_columns {
+            out.push(Index {
+                name: format!("idx_{column}"),
+                expr: column.into(),
                 kind: "tokenbf_v1(32768, 3, 0)".into(),
                 // One filter per granule: at 4 granules the filter saturates and a keyword
                 // found in one row still reads 12.7% of the table (docs/benchmarks.md).
-                granularity: 1,
+                granularity: Some(1),
             });
         }
     }
     out
+}
+
+/// Names of the indexes a server without `text` indexes has and this schema replaces: the token
+/// bloom filters of the searchable columns, when `text_index`.
+pub fn replaced_indexes(table: &TableDef, text_index: bool) -> Vec<String> {
+    let wanted: Vec<String> = indexes(table, text_index)
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    indexes(table, false)
+        .into_iter()
+        .map(|i| i.name)
+        .filter(|name| !wanted.contains(name))
+        .collect()
 }
 
 /// The TTL expression list, in the form ClickHouse itself prints in `engine_full` (so the
@@ -502,14 +580,49 @@ mod tests {
     }
 
     #[test]
-    fn searchable_columns_get_token_indexes() {
-        let names: Vec<_> = indexes(ApiCall::TABLE)
+    fn searchable_columns_get_token_bloom_filters_without_text_indexes() {
+        let names: Vec<_> = indexes(ApiCall::TABLE, false)
             .into_iter()
             .map(|i| i.name)
             .collect();
         assert!(names.contains(&"idx_trace_id".to_owned()));
         assert!(names.contains(&"idx_request_body".to_owned()));
         assert!(!names.contains(&"idx_bot".to_owned()));
+        assert!(!names.iter().any(|n| n.starts_with("text_")), "{names:?}");
+        assert!(replaced_indexes(ApiCall::TABLE, false).is_empty());
+    }
+
+    #[test]
+    fn text_indexes_replace_the_token_bloom_filters_where_the_server_has_them() {
+        let sql = Ddl::new("db")
+            .with_text_index(true)
+            .create_table(ApiCall::TABLE, Ttl::default());
+        for column in ["url", "request_body", "response_body", "error_message"] {
+            assert!(
+                sql.contains(&format!(
+                    "INDEX text_{column} {column} TYPE text(tokenizer = splitByNonAlpha),"
+                )),
+                "{sql}"
+            );
+            assert!(!sql.contains(&format!("INDEX idx_{column} ")), "{sql}");
+        }
+        assert!(sql.contains("INDEX idx_id id TYPE bloom_filter(0.001) GRANULARITY 1"));
+        assert_eq!(
+            replaced_indexes(ApiCall::TABLE, true),
+            [
+                "idx_url",
+                "idx_request_body",
+                "idx_response_body",
+                "idx_error_message"
+            ]
+        );
+        // A table's own token index on a searchable column (`errors.message`) is replaced too;
+        // an index on a column that is not searched (`otel_logs.Body`) is kept.
+        assert_eq!(
+            replaced_indexes(&crate::schema::ERRORS, true),
+            ["idx_message"]
+        );
+        assert!(replaced_indexes(&OTEL_LOGS, true).is_empty());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::ddl::indexes;
+use super::ddl::{TEXT_INDEX, indexes, replaced_indexes};
 use super::{
     COERCIONS, COMMON_COLUMNS, ColumnDef, KINDS, Presence, Role, Source, TableDef, tables,
 };
@@ -134,7 +134,8 @@ ORDER BY time DESC
 LIMIT 50;
 ```
 
-Keyword search in API response bodies (uses the token bloom filter index):
+Keyword search in API response bodies (`hasToken` uses the column's `text` index, or its token
+bloom filter on a server older than ClickHouse 26.2):
 
 ```sql
 SELECT time, bot, url FROM logbook.api_calls
@@ -212,12 +213,25 @@ fn describe(out: &mut String, table: &TableDef) {
         "- Engine: {}, partitioned by `{}`, sorted by `{}`",
         table.engine, table.partition_by, table.order_by
     );
-    let index_list: Vec<_> = indexes(table)
+    let index_list: Vec<_> = indexes(table, false)
         .into_iter()
         .map(|i| format!("`{}` ({})", i.expr, i.kind))
         .collect();
     if !index_list.is_empty() {
         let _ = writeln!(out, "- Skip indexes: {}", index_list.join(", "));
+    }
+    if !replaced_indexes(table, true).is_empty() {
+        let text: Vec<_> = indexes(table, true)
+            .into_iter()
+            .filter(|i| i.kind == TEXT_INDEX)
+            .map(|i| format!("`{}`", i.expr))
+            .collect();
+        let _ = writeln!(
+            out,
+            "- On ClickHouse 26.2 and later: `{TEXT_INDEX}` indexes on {} instead of their token \
+             bloom filters",
+            text.join(", ")
+        );
     }
     if let Some(errors) = table.errors {
         let _ = writeln!(

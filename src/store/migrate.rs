@@ -2,8 +2,12 @@
 //!
 //! The plan is computed from what the server reports (`system.tables`, `system.columns`,
 //! `system.data_skipping_indices`) against what the definitions want: missing tables and
-//! views are created, missing columns and indexes added, TTLs and TTL-related settings
-//! changed when the configured retention differs. Columns are never dropped or retyped.
+//! views are created, missing columns and indexes added (and built for the rows already
+//! there), TTLs and TTL-related settings changed when the configured retention differs.
+//! Columns are never dropped or retyped; the only index dropped is a token bloom filter that a
+//! `text` index replaced. What the schema wants depends on the server: searchable columns get
+//! `text` indexes on ClickHouse 26.2 and later, where they are generally available
+//! ([`text_index_usable`]), token bloom filters before.
 //! Every statement is idempotent, so several replicas may migrate at once; each applied step
 //! is recorded in `logbook_migrations` with the schema version, and a database recorded at a
 //! newer version than this binary's is refused.
@@ -22,7 +26,7 @@ use crate::schema::ddl::{self, Ddl, Ttl};
 use crate::schema::{self, TableDef};
 
 /// Bump when the definitions change; `schema_fingerprint_is_recorded` fails until you do.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 const MIGRATIONS_TABLE: &str = "logbook_migrations";
 
@@ -62,6 +66,19 @@ struct Current {
     columns: BTreeMap<String, BTreeSet<String>>,
     indexes: BTreeMap<String, BTreeSet<String>>,
     projections: BTreeMap<String, BTreeSet<String>>,
+    /// Whether the server has `text` indexes.
+    text_index: bool,
+}
+
+/// Whether a server of `version` (`SELECT version()`, e.g. `26.9.2.1`) with the setting
+/// `enable_full_text_index` at `setting` (`None`: no such setting) takes `text` indexes
+/// without experimental settings: from 26.2, where they are generally available, unless the
+/// setting was turned off. Before, they were experimental or beta, with other formats and
+/// syntax (25.8: `allow_experimental_full_text_index`), which logbook does not rely on.
+pub fn text_index_usable(version: &str, setting: Option<&str>) -> bool {
+    let mut numbers = version.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    (major, minor) >= (26, 2) && setting.is_none_or(|value| value == "1")
 }
 
 impl Migrator {
@@ -111,6 +128,7 @@ impl Migrator {
                 .into_iter()
                 .map(|t| (t.name, t.engine_full))
                 .collect(),
+            text_index: self.text_index_usable().await?,
             ..Current::default()
         };
         for (source, target) in [
@@ -134,9 +152,27 @@ impl Migrator {
         Ok(current)
     }
 
+    async fn text_index_usable(&self) -> Result<bool, StoreError> {
+        let limit = self.config.clickhouse.request_timeout;
+        let version = bounded(
+            limit,
+            self.client.query("SELECT version()").fetch_one::<String>(),
+        )
+        .await?;
+        let setting = bounded(
+            limit,
+            self.client
+                .query("SELECT value FROM system.settings WHERE name = 'enable_full_text_index'")
+                .fetch_optional::<String>(),
+        )
+        .await?;
+        Ok(text_index_usable(&version, setting.as_deref()))
+    }
+
     /// The statements that would bring the database up to date, in order.
     pub async fn plan(&self) -> Result<Vec<Step>, StoreError> {
         let current = self.current().await?;
+        let ddl = self.ddl.clone().with_text_index(current.text_index);
         let mut steps = Vec::new();
         let mut step = |table: &str, description: String, sql: String| {
             steps.push(Step {
@@ -148,8 +184,8 @@ impl Migrator {
         if current.tables.is_empty() {
             step(
                 "",
-                format!("create database {}", self.ddl.database()),
-                self.ddl.create_database(),
+                format!("create database {}", ddl.database()),
+                ddl.create_database(),
             );
         }
         if !current.tables.contains_key(MIGRATIONS_TABLE) {
@@ -161,16 +197,16 @@ impl Migrator {
         }
         for table in schema::tables() {
             let ttl = self.ttl(table);
-            let storage = self.ddl.storage_name(table.name);
+            let storage = ddl.storage_name(table.name);
             let engine_full = current.tables.get(&storage);
             if engine_full.is_none() {
                 step(
                     table.name,
                     format!("create table {storage}"),
-                    self.ddl.create_table(table, ttl),
+                    ddl.create_table(table, ttl),
                 );
             }
-            if let Some(sql) = self.ddl.create_distributed(table)
+            if let Some(sql) = ddl.create_distributed(table)
                 && !current.tables.contains_key(table.name)
             {
                 let description = format!("create distributed table {}", table.name);
@@ -187,7 +223,7 @@ impl Migrator {
                 let present =
                     columns.contains(column.name) || columns.iter().any(|c| c.starts_with(&nested));
                 if !present {
-                    for sql in self.ddl.add_column(table, column.name, previous) {
+                    for sql in ddl.add_column(table, column.name, previous) {
                         step(
                             table.name,
                             format!(
@@ -203,12 +239,29 @@ impl Migrator {
                 previous = Some(column.name);
             }
             let indexes = current.indexes.get(&storage).cloned().unwrap_or_default();
-            for index in ddl::indexes(table) {
+            for index in ddl::indexes(table, ddl.text_index()) {
                 if !indexes.contains(&index.name) {
                     step(
                         table.name,
                         format!("add index {}.{}", table.name, index.name),
-                        self.ddl.add_index(table, &index),
+                        ddl.add_index(table, &index),
+                    );
+                    step(
+                        table.name,
+                        format!(
+                            "build index {}.{} for existing rows",
+                            table.name, index.name
+                        ),
+                        ddl.materialize_index(table, &index.name),
+                    );
+                }
+            }
+            for name in ddl::replaced_indexes(table, ddl.text_index()) {
+                if indexes.contains(&name) {
+                    step(
+                        table.name,
+                        format!("drop index {}.{name}, replaced by a text index", table.name),
+                        ddl.drop_index(table, &name),
                     );
                 }
             }
@@ -222,12 +275,12 @@ impl Migrator {
                     step(
                         table.name,
                         format!("add projection {}.{name}", table.name),
-                        self.ddl.add_projection(table, name, select),
+                        ddl.add_projection(table, name, select),
                     );
                     step(
                         table.name,
                         format!("build projection {}.{name} for existing rows", table.name),
-                        self.ddl.materialize_projection(table, name),
+                        ddl.materialize_projection(table, name),
                     );
                 }
             }
@@ -242,10 +295,10 @@ impl Migrator {
                         have.as_deref().unwrap_or("none"),
                         want.as_deref().unwrap_or("none")
                     ),
-                    self.ddl.modify_ttl(table, ttl),
+                    ddl.modify_ttl(table, ttl),
                 );
             }
-            let modify = self.ddl.modify_settings(table, ttl);
+            let modify = ddl.modify_settings(table, ttl);
             let wanted = modify.rsplit("MODIFY SETTING ").next().unwrap_or_default();
             if wanted
                 .split(", ")
@@ -258,7 +311,7 @@ impl Migrator {
                 );
             }
         }
-        for (name, sql) in self.ddl.views() {
+        for (name, sql) in ddl.views() {
             let Some(query) = current.queries.get(&name) else {
                 step(&name, format!("create materialized view {name}"), sql);
                 continue;
@@ -273,7 +326,7 @@ impl Migrator {
                         want.unwrap_or("nothing"),
                         have.unwrap_or("nothing")
                     ),
-                    self.ddl.drop_view(&name),
+                    ddl.drop_view(&name),
                 );
                 step(&name, format!("create materialized view {name}"), sql);
             }
@@ -424,8 +477,13 @@ mod tests {
     #[test]
     fn schema_fingerprint_is_recorded() {
         let ddl = Ddl::new("db");
-        let mut text: String = schema::tables()
-            .map(|table| ddl.create_table(table, Ttl::default()))
+        // Both forms: token bloom filters, and `text` indexes where the server has them.
+        let mut text: String = [false, true]
+            .into_iter()
+            .flat_map(|text_index| {
+                let ddl = ddl.clone().with_text_index(text_index);
+                schema::tables().map(move |table| ddl.create_table(table, Ttl::default()))
+            })
             .collect();
         text.extend(ddl.views().into_iter().map(|(_, sql)| sql));
         // FNV-1a: stable across Rust releases, unlike std's DefaultHasher.
@@ -438,6 +496,7 @@ mod tests {
             (3, FINGERPRINT_V3),
             (4, FINGERPRINT_V4),
             (5, FINGERPRINT_V5),
+            (6, FINGERPRINT_V6),
         ];
         assert_eq!(
             recorded.last(),
@@ -457,6 +516,22 @@ mod tests {
     const FINGERPRINT_V4: u64 = 4218452177836187392;
     /// V5: the by_time projections (newest-first pages read in time order).
     const FINGERPRINT_V5: u64 = 5895499954712133382;
+    /// V6: `text` indexes instead of token bloom filters on the searchable columns, where the
+    /// server has them (ClickHouse 26.2 and later); the hash covers both forms from here on.
+    const FINGERPRINT_V6: u64 = 3450025740838826396;
+
+    #[test]
+    fn text_indexes_from_clickhouse_26_2_unless_turned_off() {
+        assert!(text_index_usable("26.9.2.1", Some("1")));
+        assert!(text_index_usable("26.2.1.1", None));
+        assert!(text_index_usable("27.1.1.1", None));
+        assert!(!text_index_usable("26.9.2.1", Some("0")));
+        // Experimental (25.8 LTS) or beta (25.12, 26.1): token bloom filters.
+        assert!(!text_index_usable("25.8.12.1", None));
+        assert!(!text_index_usable("26.1.3.4", Some("0")));
+        assert!(!text_index_usable("26.1.3.4", Some("1")));
+        assert!(!text_index_usable("unknown", None));
+    }
 
     #[test]
     fn a_view_condition_is_its_last_where() {

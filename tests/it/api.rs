@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use logbook::schema::{ApiCall, MailMessage, MonitoringEvent, RowId, Ts};
+use logbook::schema::{ApiCall, LogKind, MailMessage, MonitoringEvent, RowId, Ts};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -396,29 +396,90 @@ async fn pages_spanning_the_time_windows_list_every_row_once_in_order() {
 }
 
 /// The engine here (ClickHouse 26.9) has `use_skip_indexes_on_data_read`, on by default, which
-/// on tables with projections skips no granule: API queries turn it off.
+/// on tables with projections skips no granule, and `query_plan_direct_read_from_text_index`,
+/// which keeps searches off the `by_time` projection: API queries turn both off.
 #[tokio::test]
-async fn queries_evaluate_skip_indexes_while_planning_where_the_engine_can() {
+async fn queries_set_the_engines_index_settings_where_it_has_them() {
     let db = test_db("api_skip_indexes").await;
-    let query = db
-        .client
-        .query("SELECT toBool(getSetting('use_skip_indexes_on_data_read'))");
-    let plain: bool = db
-        .client
-        .query("SELECT toBool(getSetting('use_skip_indexes_on_data_read'))")
-        .fetch_one()
-        .await
-        .unwrap();
-    assert!(
+    let sql = "SELECT toBool(getSetting('use_skip_indexes_on_data_read')), \
+               toBool(getSetting('query_plan_direct_read_from_text_index'))";
+    let plain: (bool, bool) = db.client.query(sql).fetch_one().await.unwrap();
+    assert_eq!(
         plain,
-        "the engine's default changed: the workaround may be moot"
+        (true, true),
+        "the engine's defaults changed: the workarounds may be moot"
     );
-    let planned: bool = logbook::query::plan_time_skip_indexes(&db.client, query)
+    let query = db.client.query(sql);
+    let set: (bool, bool) = logbook::query::index_settings(&db.client, query)
         .await
         .fetch_one()
         .await
         .unwrap();
-    assert!(!planned);
+    assert_eq!(set, (false, false));
+}
+
+/// The search the API builds (`hasToken` over the searchable columns, values as bound
+/// parameters, the API's index settings) is answered by the columns' `text` indexes on this
+/// engine: a word no row has leaves no granule to read.
+#[tokio::test]
+async fn search_is_answered_by_the_text_indexes() {
+    let (db, _) = crate::schema::migrated("api_text_index", "").await;
+    let now = now_ns();
+    for (i, body) in ["plain body", "needle7 in a body", "another body"]
+        .iter()
+        .enumerate()
+    {
+        let mut row = call(now - i as i64 * NS, "t1", "b", "success", 200);
+        row.response_body = (*body).into();
+        insert(&db, &[row]).await;
+    }
+    let search = |word: &str| {
+        logbook::query::parse_list(
+            ApiCall::TABLE,
+            &[("q".to_owned(), word.to_owned())],
+            None,
+            50,
+            1000,
+        )
+        .unwrap()
+        .filters
+    };
+    let found = search("needle7");
+    let sql = format!("SELECT count() FROM api_calls WHERE {}", found.sql());
+    assert!(
+        sql.contains("hasToken(`response_body`, {p0:String})"),
+        "{sql}"
+    );
+    let query = found.apply(db.client.query(&sql));
+    let count: u64 = logbook::query::index_settings(&db.client, query)
+        .await
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let absent = search("absent");
+    let sql = format!(
+        "EXPLAIN indexes = 1 SELECT count() FROM api_calls WHERE {}",
+        absent.sql()
+    );
+    let query = absent
+        .apply(db.client.query(&sql))
+        .with_setting("use_query_condition_cache", "0");
+    let plan: Vec<String> = logbook::query::index_settings(&db.client, query)
+        .await
+        .fetch_all()
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    for column in ["url", "request_body", "response_body", "error_message"] {
+        assert!(plan.contains(&format!("text_{column}")), "{plan}");
+    }
+    let left = plan
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Granules: "))
+        .next_back()
+        .and_then(|g| g.split('/').next());
+    assert_eq!(left, Some("0"), "{plan}");
 }
 
 #[tokio::test]

@@ -181,11 +181,11 @@ async fn retention_change_alters_ttl_and_keeps_every_row() {
 #[tokio::test]
 async fn column_missing_from_an_older_table_is_added_without_data_loss() {
     let (db, config) = migrated("migrate_add_column", "").await;
-    // An older deployment: api_calls without the duration_ms column and its token index.
+    // An older deployment: api_calls without the duration_ms column and its id index.
     for sql in [
         "INSERT INTO api_calls (id, time, bot) SELECT generateUUIDv7(), now64(9), 'b' FROM numbers(10)",
         "ALTER TABLE api_calls DROP COLUMN duration_ms",
-        "ALTER TABLE api_calls DROP INDEX idx_url",
+        "ALTER TABLE api_calls DROP INDEX idx_id",
     ] {
         db.client.query(sql).execute().await.unwrap();
     }
@@ -195,7 +195,8 @@ async fn column_missing_from_an_older_table_is_added_without_data_loss() {
         descriptions,
         [
             "add column api_calls.duration_ms UInt32",
-            "add index api_calls.idx_url"
+            "add index api_calls.idx_id",
+            "build index api_calls.idx_id for existing rows",
         ]
     );
     assert_eq!(count(&db, "api_calls").await, 10);
@@ -230,6 +231,7 @@ async fn a_version_3_table_gets_the_apis_projection_and_id_index_with_its_rows()
         [
             "add index api_calls.idx_id",
             "add projection api_calls.by_tenant",
+            "build index api_calls.idx_id for existing rows",
             "build projection api_calls.by_tenant for existing rows",
         ]
     );
@@ -277,23 +279,7 @@ async fn a_version_4_table_gets_the_time_ordered_projection_built_for_its_rows()
     assert_eq!(descriptions, want);
     // Building the projection is a background mutation: wait for it, then a query that must
     // use the projection finds the existing rows.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let pending: u64 = db
-            .client
-            .query("SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = 'api_calls' AND NOT is_done")
-            .fetch_one()
-            .await
-            .unwrap();
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "projection not built in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_mutations(&db, "api_calls").await;
     let newest: Vec<String> = db
         .client
         .query(
@@ -306,6 +292,207 @@ async fn a_version_4_table_gets_the_time_ordered_projection_built_for_its_rows()
     assert_eq!(newest.len(), 3);
     assert_eq!(count(&db, "api_calls").await, 10);
     assert!(migrator(&db, &config).run(false).await.unwrap().is_empty());
+}
+
+/// Waits until the background mutations of `table` (index and projection builds) are done.
+async fn wait_for_mutations(db: &TestDb, table: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: u64 = db
+            .client
+            .query("SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = {t:String} AND NOT is_done")
+            .param("t", table)
+            .fetch_one()
+            .await
+            .unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mutations of {table} not done in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize, PartialEq)]
+struct IndexRow {
+    table: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+async fn token_indexes(db: &TestDb) -> Vec<IndexRow> {
+    db.client
+        .query(
+            "SELECT table, name, type FROM system.data_skipping_indices \
+             WHERE database = currentDatabase() AND type IN ('text', 'tokenbf_v1') ORDER BY table, name",
+        )
+        .fetch_all()
+        .await
+        .unwrap()
+}
+
+/// The granules `index` leaves to read for `sql`, from `EXPLAIN indexes = 1` (`None` when it
+/// does not take part).
+async fn granules_left_by(db: &TestDb, index: &str, sql: &str) -> Option<u64> {
+    let lines: Vec<String> = db
+        .client
+        .query(&format!("EXPLAIN indexes = 1 {sql}"))
+        .with_setting("use_query_condition_cache", "0")
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut in_stage = false;
+    for line in lines.iter().map(|l| l.trim()) {
+        if let Some(name) = line.strip_prefix("Name: ") {
+            in_stage = name == index;
+        } else if let Some(granules) = line.strip_prefix("Granules: ")
+            && in_stage
+        {
+            return granules.split('/').next()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// The engine here is ClickHouse 26.9: every searchable column gets an exact `text` index in
+/// place of its token bloom filter, and `hasToken` is answered from it.
+#[tokio::test]
+async fn searchable_columns_get_text_indexes_where_the_engine_has_them() {
+    let (db, _) = migrated("migrate_text_index", "").await;
+    let indexes = token_indexes(&db).await;
+    let of = |table: &str| -> Vec<(&str, &str)> {
+        indexes
+            .iter()
+            .filter(|i| i.table == table)
+            .map(|i| (i.name.as_str(), i.kind.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        of("api_calls"),
+        [
+            ("text_error_message", "text"),
+            ("text_request_body", "text"),
+            ("text_response_body", "text"),
+            ("text_url", "text"),
+        ]
+    );
+    assert_eq!(of("errors"), [("text_message", "text")]);
+    // Not a searchable column: otel_logs.Body keeps its token bloom filter.
+    assert_eq!(of("otel_logs"), [("idx_body", "tokenbf_v1")]);
+    for kind in schema::KINDS {
+        let searchable = kind
+            .all_columns()
+            .filter(|c| c.role == schema::Role::Search)
+            .count();
+        assert_eq!(of(kind.name).len(), searchable, "{}", kind.name);
+        assert!(
+            of(kind.name).iter().all(|(_, t)| *t == "text"),
+            "{}",
+            kind.name
+        );
+    }
+    // The index leaves the granule with the word, and none for a word no row has.
+    insert_bodies(
+        &db,
+        &["nothing here", "an upstream timeout", "still nothing"],
+    )
+    .await;
+    assert_eq!(
+        count_where(&db, "api_calls", "hasToken(response_body, 'timeout')").await,
+        1
+    );
+    assert_eq!(word_granules(&db, "timeout").await, Some(1));
+    assert_eq!(word_granules(&db, "absent").await, Some(0));
+}
+
+/// One `api_calls` row per response body, each in a part of its own.
+async fn insert_bodies(db: &TestDb, bodies: &[&str]) {
+    for body in bodies {
+        let row = schema::ApiCall {
+            response_body: (*body).into(),
+            ..row_at(Ts::now())
+        };
+        insert(db, row).await;
+    }
+}
+
+/// Granules of `api_calls` the `text` index of `response_body` leaves for a word.
+async fn word_granules(db: &TestDb, word: &str) -> Option<u64> {
+    // Rows, not `count()`, which the engine may answer from the index alone.
+    let sql = format!("SELECT id FROM api_calls WHERE hasToken(response_body, '{word}')");
+    granules_left_by(db, "text_response_body", &sql).await
+}
+
+/// Schema version 5 had token bloom filters on the searchable columns: an upgrade on an engine
+/// with `text` indexes adds them, builds them for the rows already stored, and drops the bloom
+/// filters they replace.
+#[tokio::test]
+async fn a_version_5_database_gets_text_indexes_built_for_its_rows() {
+    let (db, config) = migrated("migrate_v5_text_index", "").await;
+    // Back to schema version 5: the bloom filters instead of the text indexes.
+    let v5 = logbook::schema::ddl::Ddl::new(&db.database);
+    let mut want = BTreeSet::new();
+    for table in schema::tables() {
+        let replaced = logbook::schema::ddl::replaced_indexes(table, true);
+        for index in logbook::schema::ddl::indexes(table, false)
+            .into_iter()
+            .filter(|i| replaced.contains(&i.name))
+        {
+            let text = format!("text_{}", index.expr);
+            for sql in [
+                format!("ALTER TABLE `{}` DROP INDEX {text}", table.name),
+                v5.add_index(table, &index),
+            ] {
+                db.client.query(&sql).execute().await.unwrap();
+            }
+            want.extend([
+                format!("add index {}.{text}", table.name),
+                format!("build index {}.{text} for existing rows", table.name),
+                format!(
+                    "drop index {}.{}, replaced by a text index",
+                    table.name, index.name
+                ),
+            ]);
+        }
+    }
+    assert!(
+        token_indexes(&db)
+            .await
+            .iter()
+            .all(|i| i.kind == "tokenbf_v1"),
+        "the version 5 schema"
+    );
+    // Rows stored at version 5, in parts written without the text index.
+    insert_bodies(&db, &["v5word in an old part", "another old part"]).await;
+    let steps = migrator(&db, &config).run(false).await.unwrap();
+    let described: BTreeSet<_> = steps.iter().map(|s| s.description.clone()).collect();
+    assert_eq!(described, want);
+    wait_for_mutations(&db, "api_calls").await;
+    assert!(
+        token_indexes(&db)
+            .await
+            .iter()
+            .all(|i| i.kind == "text" || i.name == "idx_body"),
+        "{:?}",
+        token_indexes(&db).await
+    );
+    // The old parts were indexed: a word no row has leaves no granule to read (a part
+    // without the index would have to be read).
+    assert_eq!(word_granules(&db, "absent").await, Some(0));
+    assert_eq!(word_granules(&db, "v5word").await, Some(1));
+    assert_eq!(
+        count_where(&db, "api_calls", "hasToken(response_body, 'v5word')").await,
+        1
+    );
+    assert!(migrator(&db, &config).run(false).await.unwrap().is_empty());
+    assert_eq!(
+        migrator(&db, &config).recorded_version().await.unwrap(),
+        Some(SCHEMA_VERSION)
+    );
 }
 
 #[tokio::test]
