@@ -27,8 +27,9 @@ ENV LOGBOOK_SERVER_LISTEN=0.0.0.0:8080 \
     LOGBOOK_QUEUE_PATH=/var/lib/logbook/queue
 # mimalloc returns freed pages to the OS at once instead of after 1 s, and commits arena memory
 # as it is used rather than all at once: steady-load peak RSS 103-106 MiB instead of 152-159
-# with the first alone and 201-214 with neither (docs/benchmarks.md). logbook re-runs itself
-# with these when they are unset; set here, it starts without that step.
+# with the first alone and 201-214 with neither, as measured before this change
+# (docs/benchmarks.md). logbook re-runs itself with these when they are unset; set here, it
+# starts without that step.
 ENV MIMALLOC_PURGE_DELAY=0 \
     MIMALLOC_ARENA_EAGER_COMMIT=0
 VOLUME ["/var/lib/logbook"]
