@@ -7,14 +7,13 @@ use std::process::{Command as Process, ExitCode};
 use clap::{Parser, Subcommand};
 
 use logbook::config::Config;
-
 use logbook::store::{self, migrate::Migrator};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc settings logbook's memory figures are measured with (docs/benchmarks.md, "Peak
-/// RSS"): freed pages go back to the OS at once instead of after a second, and arena memory is
+/// mimalloc settings logbook's memory figures are measured with (docs/benchmarks.md, "Issue
+/// #10 points 13 and 14"): freed pages go back to the OS at once instead of after a second, and arena memory is
 /// committed as pages are used instead of all at once (which kept 40-50 MiB more resident at
 /// steady load). An operator's own value of either wins.
 const ALLOCATOR_SETTINGS: [(&str, &str); 2] = [
