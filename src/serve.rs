@@ -27,6 +27,8 @@ use crate::store::{self, migrate::Migrator, probe::ClickhouseStatus};
 /// Runs until SIGINT or SIGTERM. Shutdown is ordered: readiness turns false, receivers
 /// finish their in-flight requests, the pipeline flushes its last batch, then jobs stop.
 pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<()> {
+    // Before anything runs: a signal that arrives while serve starts is a stop, not a kill.
+    let shutdown_signal = shutdown_signal()?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -201,7 +203,7 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
         let state = state.clone();
         let stop_receivers = stop_receivers.clone();
         async move {
-            shutdown_signal().await;
+            shutdown_signal.await;
             tracing::info!("shutting down");
             state.readiness.shutting_down();
             stop_receivers.cancel();
@@ -273,11 +275,15 @@ pub fn queue_options(config: &Config) -> QueueOptions {
     options
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// SIGINT or SIGTERM, handled from this call on (the process's default, dying, until then).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
