@@ -26,7 +26,7 @@ use crate::schema::ddl::{self, Ddl, Ttl};
 use crate::schema::{self, TableDef};
 
 /// Bump when the definitions change; `schema_fingerprint_is_recorded` fails until you do.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 const MIGRATIONS_TABLE: &str = "logbook_migrations";
 
@@ -497,6 +497,7 @@ mod tests {
             (4, FINGERPRINT_V4),
             (5, FINGERPRINT_V5),
             (6, FINGERPRINT_V6),
+            (7, FINGERPRINT_V7),
         ];
         assert_eq!(
             recorded.last(),
@@ -519,6 +520,8 @@ mod tests {
     /// V6: `text` indexes instead of token bloom filters on the searchable columns, where the
     /// server has them (ClickHouse 26.2 and later); the hash covers both forms from here on.
     const FINGERPRINT_V6: u64 = 3450025740838826396;
+    /// V7: granules of 2,048 rows in the tables logbook inserts into (new tables only).
+    const FINGERPRINT_V7: u64 = 12995920634308717704;
 
     #[test]
     fn text_indexes_from_clickhouse_26_2_unless_turned_off() {

@@ -495,6 +495,82 @@ async fn a_version_5_database_gets_text_indexes_built_for_its_rows() {
     );
 }
 
+/// Marks of the newest active part of `table` and of its `projection` there.
+async fn marks(db: &TestDb, table: &str, projection: &str) -> (u64, u64) {
+    let part: u64 = db
+        .client
+        .query("SELECT marks FROM system.parts WHERE database = currentDatabase() AND table = {t:String} AND active ORDER BY modification_time DESC LIMIT 1")
+        .param("t", table)
+        .fetch_one()
+        .await
+        .unwrap();
+    let projected: u64 = db
+        .client
+        .query("SELECT marks FROM system.projection_parts WHERE database = currentDatabase() AND table = {t:String} AND name = {p:String} AND active ORDER BY modification_time DESC LIMIT 1")
+        .param("t", table)
+        .param("p", projection)
+        .fetch_one()
+        .await
+        .unwrap();
+    (part, projected)
+}
+
+#[tokio::test]
+async fn tables_get_granules_of_2048_rows_and_a_version_6_table_keeps_its_own() {
+    let (db, config) = migrated("migrate_v7_granularity", "").await;
+    let fresh = schema::KINDS
+        .iter()
+        .find(|kind| kind.name != "api_calls")
+        .unwrap()
+        .name;
+    // 10,000 rows make at least 5 granules of 2,048 rows, in the part and its projections (at
+    // most 3 of 8,192, with the final mark).
+    db.client
+        .query(&format!("INSERT INTO `{fresh}` (id, time) SELECT generateUUIDv7(), now64(9) - toIntervalSecond(number) FROM numbers(10000)"))
+        .execute()
+        .await
+        .unwrap();
+    assert!(
+        engine_full(&db, fresh)
+            .await
+            .contains("index_granularity = 2048")
+    );
+    for projection in ["by_time", "by_tenant"] {
+        let (part, projected) = marks(&db, fresh, projection).await;
+        assert!(
+            part >= 5 && projected >= 5,
+            "{projection}: {part}, {projected}"
+        );
+    }
+
+    // Back to schema version 6 for api_calls: the same table with granules of 8,192 rows,
+    // which ClickHouse cannot change in place.
+    let create: String = db
+        .client
+        .query("SHOW CREATE TABLE api_calls")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(create.contains("index_granularity = 2048"), "{create}");
+    for sql in [
+        "DROP TABLE api_calls SYNC".to_owned(),
+        create.replace("index_granularity = 2048", "index_granularity = 8192"),
+        "INSERT INTO api_calls (id, time, bot) SELECT generateUUIDv7(), now64(9) - toIntervalSecond(number), 'b' FROM numbers(10000)".to_owned(),
+    ] {
+        db.client.query(&sql).execute().await.unwrap();
+    }
+    // Migrating leaves it as it is, rows and all, and has nothing else to do.
+    assert_eq!(migrator(&db, &config).run(false).await.unwrap(), vec![]);
+    assert!(
+        engine_full(&db, "api_calls")
+            .await
+            .contains("index_granularity = 8192")
+    );
+    let (part, projected) = marks(&db, "api_calls", "by_time").await;
+    assert!(part <= 3 && projected <= 3, "{part}, {projected}");
+    assert_eq!(count(&db, "api_calls").await, 10000);
+}
+
 #[tokio::test]
 async fn concurrent_migrations_from_several_replicas_converge() {
     let db = test_db("migrate_concurrent").await;
