@@ -41,6 +41,8 @@ import schema_indexes as si  # noqa: E402  (the rows and the server wrapper are 
 
 PATH = "/api/v1/logs/api_calls"
 NO_CACHE = {"use_query_condition_cache": "0"}
+# A table with the API table's definition and no rows, for `replay_layers`.
+EMPTY_TABLE = "api_calls_empty"
 
 
 def free_port():
@@ -146,6 +148,45 @@ def analyse(srv, entry, repeats=3):
             "params": entry["params"]}
 
 
+class Replay:
+    """The SQL of a request sent again straight to the ClickHouse server, on one keep-alive
+    connection as logbook's client uses: what the request costs without logbook."""
+
+    def __init__(self, srv):
+        url = urllib.parse.urlsplit(srv.url)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+        self.headers = srv.headers
+
+    def run(self, entries, table=None):
+        """Runs each query of a request in turn (on `table` instead of the API's when given);
+        the seconds they took together."""
+        took = 0.0
+        for entry in entries:
+            sql = entry["sql"] if table is None else entry["sql"].replace(
+                f"FROM `{si.TABLE.split('.')[-1]}`", f"FROM `{table}`")
+            params = dict(entry["settings"], database=entry["database"] or si.DB,
+                          default_format="JSONEachRow",
+                          **{f"param_{k}": v for k, v in entry["params"].items()})
+            started = time.perf_counter()
+            self.conn.request("POST", "/?" + urllib.parse.urlencode(params), body=sql.encode(),
+                              headers=self.headers)
+            response = self.conn.getresponse()
+            body = response.read()
+            took += time.perf_counter() - started
+            if response.status != 200:
+                raise SystemExit(f"replay failed: {body[:300]!r}\n{sql}")
+        return took
+
+
+def replay_layers(replay, entries, n):
+    """p50 and p99 of the first request's SQL straight to the server, and on an empty table of
+    the same definition (what planning a query of that shape costs, whatever the rows)."""
+    direct = [replay.run(entries) for _ in range(n)]
+    empty = [replay.run(entries, EMPTY_TABLE) for _ in range(n)]
+    return {"direct": (quantile(direct, 0.5), quantile(direct, 0.99)),
+            "empty": (quantile(empty, 0.5), quantile(empty, 0.99))}
+
+
 def run_scenario(api, log, label, requests, walk):
     """`requests`: query parameters per request; with `walk`, one request followed page after
     page by its `next_cursor` until `walk` pages."""
@@ -175,7 +216,8 @@ def run_scenario(api, log, label, requests, walk):
               "load": (before, load()), "entries": entries}
     print(f"{label}: {len(times)} requests, p50 {result['p50'] * 1000:.0f} ms, "
           f"p99 {result['p99'] * 1000:.0f} ms, max {result['max'] * 1000:.0f} ms, "
-          f"{failed} not 200, "
+          f"{failed} not 200, slowest #{times.index(max(times)) + 1} "
+          f"({', '.join(f'{t * 1000:.0f}' for t in sorted(times)[-4:])} ms), "
           f"load {' '.join(before)} -> {' '.join(result['load'][1])}", flush=True)
     return result
 
@@ -214,6 +256,11 @@ def main():
                     help="data directory to use and keep; rows already there are reused")
     ap.add_argument("--optimize", action="store_true",
                     help="OPTIMIZE TABLE … FINAL first (one part per day) instead of the parts as inserted")
+    ap.add_argument("--stop-merges", action="store_true",
+                    help="SYSTEM STOP MERGES on the table while measuring: the parts as they are, "
+                         "without merges competing for the cores")
+    ap.add_argument("--replays", type=int, default=50,
+                    help="times each list scenario's first request is sent straight to the server")
     args = ap.parse_args()
 
     binary = si.logbook_bin(False)
@@ -255,6 +302,11 @@ def main():
             started = time.monotonic()
             srv.query(f"OPTIMIZE TABLE {si.TABLE} FINAL", {"max_threads": "2"})
             print(f"OPTIMIZE TABLE FINAL: {time.monotonic() - started:.0f} s", flush=True)
+        if args.stop_merges:
+            srv.query(f"SYSTEM STOP MERGES {si.TABLE}")
+            print("merges stopped while measuring", flush=True)
+        srv.query(f"DROP TABLE IF EXISTS {si.DB}.{EMPTY_TABLE}")
+        srv.query(f"CREATE TABLE {si.DB}.{EMPTY_TABLE} AS {si.TABLE}")
         total_rows = int(srv.scalar(f"SELECT count() FROM {si.TABLE}"))
         newest = srv.scalar(f"SELECT max(time) FROM {si.TABLE}")
         state = si.table_state(srv)
@@ -308,6 +360,9 @@ def main():
         ]
         print(f"\nuptime before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
         results = [run_scenario(api, log, label, requests, walk) for label, requests, walk in scenarios]
+        replay = Replay(srv)
+        for r in results:
+            r["layers"] = replay_layers(replay, r["entries"][0], args.replays)
         print(f"uptime after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
         print("\n## Disk (compressed)\n")
@@ -338,7 +393,18 @@ def main():
                       + f"; ReadFromMergeTree: {a['granules_read']:,} granules, "
                         f"{a['rows_read']:,} rows read")
                 print(f"  `{a['sql']}` {json.dumps(a['params'])}")
+        print("\n## Where a request's time goes (first request, ms, p50 / p99)\n")
+        print(f"The same SQL sent {args.replays} times straight to the server, and on an empty table "
+              "of the same definition.\n")
+        print("| scenario | through logbook | straight to the server | on an empty table |")
+        print("|---|---:|---:|---:|")
+        for r in results:
+            d, e = r["layers"]["direct"], r["layers"]["empty"]
+            print(f"| {r['label']} | {r['p50'] * 1000:,.0f} / {r['p99'] * 1000:,.0f} | "
+                  f"{d[0] * 1000:,.1f} / {d[1] * 1000:,.1f} | {e[0] * 1000:,.1f} / {e[1] * 1000:,.1f} |")
     finally:
+        if args.stop_merges:
+            srv.query(f"SYSTEM START MERGES {si.TABLE}")
         if serve:
             serve.terminate()
             serve.wait(timeout=30)
