@@ -5,9 +5,10 @@
 //! views are created, missing columns and indexes added (and built for the rows already
 //! there), TTLs and TTL-related settings changed when the configured retention differs.
 //! Columns are never dropped or retyped; the only index dropped is a token bloom filter that a
-//! `text` index replaced. What the schema wants depends on the server: searchable columns get
-//! `text` indexes on ClickHouse 26.2 and later, where they are generally available
-//! ([`text_index_usable`]), token bloom filters before.
+//! `text` index replaced. A table keeps the granule size it was created with
+//! (`index_granularity`, which ClickHouse cannot change). What the schema wants depends on the
+//! server: searchable columns get `text` indexes on ClickHouse 26.2 and later, where they are
+//! generally available ([`text_index_usable`]), token bloom filters before.
 //! Every statement is idempotent, so several replicas may migrate at once; each applied step
 //! is recorded in `logbook_migrations` with the schema version, and a database recorded at a
 //! newer version than this binary's is refused.
