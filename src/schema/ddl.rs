@@ -275,16 +275,18 @@ impl Ddl {
     /// Existing parts get the projection on their next merge, or by [`Ddl::materialize_projection`].
     pub fn add_projection(&self, table: &TableDef, name: &str, select: &str) -> String {
         format!(
-            "ALTER TABLE {} ADD PROJECTION IF NOT EXISTS {name} ({select})",
-            self.qualified(table.name)
+            "ALTER TABLE {}{} ADD PROJECTION IF NOT EXISTS {name} ({select})",
+            self.storage(table.name),
+            self.on()
         )
     }
 
     /// A background mutation that builds the projection for the parts written before it.
     pub fn materialize_projection(&self, table: &TableDef, name: &str) -> String {
         format!(
-            "ALTER TABLE {} MATERIALIZE PROJECTION {name}",
-            self.qualified(table.name)
+            "ALTER TABLE {}{} MATERIALIZE PROJECTION {name}",
+            self.storage(table.name),
+            self.on()
         )
     }
 
@@ -650,6 +652,18 @@ mod tests {
             added
                 .iter()
                 .all(|sql| sql.contains(" ON CLUSTER `main` ADD COLUMN"))
+        );
+        // Projections and indexes belong to the rows: the local table, on every server.
+        let (name, select) = projections(ApiCall::TABLE)[0];
+        assert!(
+            ddl.add_projection(ApiCall::TABLE, name, select)
+                .starts_with("ALTER TABLE `db`.`api_calls_local` ON CLUSTER `main` ADD PROJECTION")
+        );
+        assert_eq!(
+            ddl.materialize_projection(ApiCall::TABLE, name),
+            format!(
+                "ALTER TABLE `db`.`api_calls_local` ON CLUSTER `main` MATERIALIZE PROJECTION {name}"
+            )
         );
         for (_, view) in ddl.views() {
             assert!(view.contains(" ON CLUSTER `main` TO `db`.`"), "{view}");

@@ -268,7 +268,7 @@ impl Migrator {
             }
             let projections = current
                 .projections
-                .get(table.name)
+                .get(&storage)
                 .cloned()
                 .unwrap_or_default();
             for (name, select) in ddl::projections(table) {
