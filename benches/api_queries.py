@@ -15,6 +15,7 @@ cache off) for the engine's own rows read, bytes read and elapsed time.
     .venv/bin/python benches/api_queries.py                   # 10,000,000 rows
     .venv/bin/python benches/api_queries.py --rows 1000000 --data /tmp/api-bench   # keep the data
     .venv/bin/python benches/api_queries.py --data /tmp/api-bench --optimize      # reuse, merged
+    .venv/bin/python benches/api_queries.py --in-time-order    # rows arriving as in a live table
 
 The logbook binary is `$LOGBOOK_BIN`, else target/debug/logbook. Results: docs/benchmarks.md.
 """
@@ -256,6 +257,10 @@ def main():
                     help="data directory to use and keep; rows already there are reused")
     ap.add_argument("--optimize", action="store_true",
                     help="OPTIMIZE TABLE … FINAL first (one part per day) instead of the parts as inserted")
+    ap.add_argument("--in-time-order", action="store_true",
+                    help="fill the rows oldest first, the newest two hours in 120 small INSERTs, "
+                         "as logbook fills a live table (default: every INSERT spread over all the "
+                         "days, as a back-fill)")
     ap.add_argument("--stop-merges", action="store_true",
                     help="SYSTEM STOP MERGES on the table while measuring: the parts as they are, "
                          "without merges competing for the cores")
@@ -296,7 +301,7 @@ def main():
             srv.query(f"TRUNCATE TABLE {si.TABLE}")
             t0 = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
             print(f"filling {si.TABLE} with {args.rows:,} rows", flush=True)
-            insert_s = si.fill(srv, args.rows, t0)
+            insert_s = si.fill(srv, args.rows, t0, args.in_time_order)
             print(f"inserted in {insert_s:.0f} s", flush=True)
         if args.optimize:
             started = time.monotonic()

@@ -77,7 +77,7 @@ WITH {vocab} AS vocab, {apps} AS apps, {resources} AS resources,
      ['GET', 'GET', 'GET', 'GET', 'POST', 'POST', 'PUT', 'PATCH', 'DELETE'] AS methods
 SELECT
     generateUUIDv7(n),
-    toDateTime64('{t0}', 9, 'UTC') - toIntervalMillisecond(cityHash64(n, 0) % {span_ms}),
+    toDateTime64('{t0}', 9, 'UTC') - toIntervalMillisecond({age_ms}),
     concat('tenant-', toString(cityHash64(n, 4) % 200)),
     'bot-runtime',
     'production',
@@ -198,19 +198,36 @@ def sql_array(items):
     return "[" + ", ".join("'" + s.replace("'", "\\'") + "'" for s in items) + "]"
 
 
-def fill(srv, rows, t0):
-    n_chunks = (rows + CHUNK - 1) // CHUNK
+# A row's age before t0 (ms): a hash of n, so every INSERT spreads over all the days (a
+# back-fill: every part holds some of the newest rows) ...
+RANDOM_AGE = "cityHash64(n, 0) % {span_ms}"
+# ... or n's place in time, so rows arrive oldest first as a live table gets them.
+ORDERED_AGE = "intDiv(({rows} - 1 - n) * {span_ms}, {rows})"
+# In time order, the newest LIVE_TAIL_HOURS arrive in LIVE_INSERTS small INSERTs, as a live
+# table's newest parts are many small ones that merges have not folded yet.
+LIVE_TAIL_HOURS = 2
+LIVE_INSERTS = 120
+
+
+def fill(srv, rows, t0, in_time_order=False):
+    span_ms = SPAN_DAYS * 86_400_000
+    age = (ORDERED_AGE if in_time_order else RANDOM_AGE).format(rows=rows, span_ms=span_ms)
+    tail = rows * LIVE_TAIL_HOURS // (SPAN_DAYS * 24) if in_time_order else 0
+    bulk = rows - tail
+    chunks = [(start, min(CHUNK, bulk - start)) for start in range(0, bulk, CHUNK)]
+    step = max(1, -(-tail // LIVE_INSERTS))
+    chunks += [(start, min(step, rows - start)) for start in range(bulk, rows, step)]
     started = time.monotonic()
-    for i in range(n_chunks):
-        start, count = i * CHUNK, min(CHUNK, rows - i * CHUNK)
+    for i, (start, count) in enumerate(chunks):
         sql = INSERT_SQL.format(
             table=TABLE, vocab=sql_array(VOCAB), apps=sql_array(APPS),
             resources=sql_array(RESOURCES), t0=t0.strftime("%Y-%m-%d %H:%M:%S"),
-            span_ms=SPAN_DAYS * 86_400_000, req_id_expr=REQ_ID_EXPR, start=start, count=count)
+            age_ms=age, req_id_expr=REQ_ID_EXPR, start=start, count=count)
         t = time.monotonic()
         srv.query(sql, {"max_threads": "2", "max_insert_threads": "1"})
-        print(f"  insert {i + 1}/{n_chunks}: {count:,} rows in {time.monotonic() - t:.1f} s",
-              flush=True)
+        if count >= CHUNK or i + 1 == len(chunks):
+            print(f"  insert {i + 1}/{len(chunks)}: {count:,} rows in {time.monotonic() - t:.1f} s",
+                  flush=True)
     return time.monotonic() - started
 
 
