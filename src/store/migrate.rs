@@ -374,6 +374,30 @@ impl Migrator {
         Ok((version > 0).then_some(version))
     }
 
+    /// The `text` indexes (`table.index`) the server can hold and the tables lack: the server was
+    /// upgraded to ClickHouse 26.2 or later after the last `logbook migrate`, which the schema
+    /// version does not record (searches then read the token bloom filters, more granules).
+    pub async fn missing_text_indexes(&self) -> Result<Vec<String>, StoreError> {
+        let current = self.current().await?;
+        if !current.text_index {
+            return Ok(Vec::new());
+        }
+        let mut missing = Vec::new();
+        for table in schema::tables() {
+            let storage = self.ddl.storage_name(table.name);
+            let Some(have) = current.indexes.get(&storage) else {
+                continue;
+            };
+            missing.extend(
+                ddl::indexes(table, true)
+                    .into_iter()
+                    .filter(|index| index.kind == ddl::TEXT_INDEX && !have.contains(&index.name))
+                    .map(|index| format!("{}.{}", table.name, index.name)),
+            );
+        }
+        Ok(missing)
+    }
+
     /// Plans and applies; returns the steps applied. With `materialize_ttl`, tables whose TTL
     /// changed are rewritten now rather than on their next merges.
     pub async fn run(&self, materialize_ttl: bool) -> Result<Vec<Step>, StoreError> {

@@ -79,6 +79,9 @@ pub async fn run(
 ) {
     let mut was_up = None;
     let mut schema_was = None;
+    // Whether to look for `text` indexes the server could hold: at start, and each time
+    // ClickHouse answers again (an upgrade restarts it).
+    let mut look_for_text_indexes = true;
     loop {
         let result = ping(&client, request_timeout).await;
         let up = result.is_ok();
@@ -94,11 +97,28 @@ pub async fn run(
                     None => tracing::info!(version = SCHEMA_VERSION, "schema is up to date"),
                 }
             }
+            if schema.is_none() && look_for_text_indexes {
+                match migrator.missing_text_indexes().await {
+                    Ok(missing) => {
+                        if !missing.is_empty() {
+                            tracing::warn!(
+                                indexes = missing.join(", "),
+                                "ClickHouse can now hold `text` indexes that the tables lack: \
+                                 run `logbook migrate` to build them (until then searches read \
+                                 the token bloom filters, more granules)"
+                            );
+                        }
+                        look_for_text_indexes = false;
+                    }
+                    Err(error) => tracing::debug!(%error, "cannot list the tables' indexes"),
+                }
+            }
             *status.schema.lock().expect("not poisoned") = schema.clone();
             schema_was = Some(schema);
         }
         metrics.clickhouse_up.set(i64::from(up));
         if was_up != Some(up) {
+            look_for_text_indexes |= up && was_up == Some(false);
             match result {
                 Ok(()) => tracing::info!("clickhouse reachable"),
                 Err(error) => tracing::warn!(%error, "clickhouse unreachable"),

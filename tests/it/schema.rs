@@ -495,6 +495,68 @@ async fn a_version_5_database_gets_text_indexes_built_for_its_rows() {
     );
 }
 
+/// A server upgraded to ClickHouse 26.2+ after the last migration: the schema version is
+/// current, so readiness does not ask for `logbook migrate`, but `serve` says which `text`
+/// indexes the tables lack, and the migration builds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_names_the_text_indexes_a_newer_server_could_hold() {
+    let (db, config) = migrated("migrate_text_index_advice", "").await;
+    assert!(
+        migrator(&db, &config)
+            .missing_text_indexes()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // `api_calls.response_body` as a server without text indexes had it: a token bloom filter.
+    let before = logbook::schema::ddl::Ddl::new(&db.database);
+    let bloom = logbook::schema::ddl::indexes(schema::ApiCall::TABLE, false)
+        .into_iter()
+        .find(|i| i.expr == "response_body")
+        .unwrap();
+    for sql in [
+        "ALTER TABLE `api_calls` DROP INDEX text_response_body".to_owned(),
+        before.add_index(schema::ApiCall::TABLE, &bloom),
+    ] {
+        db.client.query(&sql).execute().await.unwrap();
+    }
+    assert_eq!(
+        migrator(&db, &config).missing_text_indexes().await.unwrap(),
+        ["api_calls.text_response_body"]
+    );
+
+    let logbook = crate::logbook::Logbook::start_unmigrated(&db, "", &[]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !logbook
+        .stderr()
+        .contains("ClickHouse can now hold `text` indexes")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no advice in serve's log: {}",
+            logbook.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(logbook.stderr().contains("api_calls.text_response_body"));
+    drop(logbook);
+
+    let steps = migrator(&db, &config).run(false).await.unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.description == "add index api_calls.text_response_body"),
+        "{steps:?}"
+    );
+    assert!(
+        migrator(&db, &config)
+            .missing_text_indexes()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Marks of the newest active part of `table` and of its `projection` there.
 async fn marks(db: &TestDb, table: &str, projection: &str) -> (u64, u64) {
     let part: u64 = db
