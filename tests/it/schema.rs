@@ -501,13 +501,7 @@ async fn a_version_5_database_gets_text_indexes_built_for_its_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_names_the_text_indexes_a_newer_server_could_hold() {
     let (db, config) = migrated("migrate_text_index_advice", "").await;
-    assert!(
-        migrator(&db, &config)
-            .missing_text_indexes()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(missing_text_indexes(&db, &config).await.is_empty());
     // `api_calls.response_body` as a server without text indexes had it: a token bloom filter.
     let before = logbook::schema::ddl::Ddl::new(&db.database);
     let bloom = logbook::schema::ddl::indexes(schema::ApiCall::TABLE, false)
@@ -521,7 +515,7 @@ async fn serve_names_the_text_indexes_a_newer_server_could_hold() {
         db.client.query(&sql).execute().await.unwrap();
     }
     assert_eq!(
-        migrator(&db, &config).missing_text_indexes().await.unwrap(),
+        missing_text_indexes(&db, &config).await,
         ["api_calls.text_response_body"]
     );
 
@@ -548,13 +542,11 @@ async fn serve_names_the_text_indexes_a_newer_server_could_hold() {
             .any(|s| s.description == "add index api_calls.text_response_body"),
         "{steps:?}"
     );
-    assert!(
-        migrator(&db, &config)
-            .missing_text_indexes()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(missing_text_indexes(&db, &config).await.is_empty());
+}
+
+async fn missing_text_indexes(db: &TestDb, config: &Config) -> Vec<String> {
+    migrator(db, config).missing_text_indexes().await.unwrap()
 }
 
 /// Marks of the newest active part of `table` and of its `projection` there.
