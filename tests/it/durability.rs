@@ -12,8 +12,7 @@ use tokio::sync::Mutex;
 
 use crate::harness::{TestDb, TestServer, test_db};
 use crate::ingest::{FAST, api_call_numbered, request, send_logs, wait_for};
-use crate::logbook::Logbook;
-use crate::logbook::Transport;
+use crate::logbook::{Logbook, Transport, metric};
 
 /// Sends numbered api_call records, one request of `per_request` at a time, until told to
 /// stop; records the numbers of every acknowledged request. A failed request's numbers are
@@ -415,32 +414,6 @@ async fn a_corrupted_queue_record_stops_logbook_with_a_sentence() {
     );
 }
 
-/// The value of an unlabelled metric in a scrape.
-fn metric(scrape: &str, name: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in {scrape}"))
-        .parse()
-        .unwrap()
-}
-
-/// Scrapes until `name` reads `want`; the last scrape.
-async fn wait_metric(logbook: &Logbook, name: &str, want: f64) -> String {
-    let started = std::time::Instant::now();
-    loop {
-        let scrape = logbook.metrics().await;
-        if metric(&scrape, name) == want {
-            return scrape;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{name} never read {want}: {scrape}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The queue gauges say what is queued when they are scraped: they grow while ClickHouse is
 /// down (the pipeline is blocked) and read 0 once everything is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,7 +439,7 @@ async fn queue_metrics_are_true_at_scrape_time_through_an_outage() {
         Duration::from_secs(30),
     )
     .await;
-    let scrape = wait_metric(&logbook, "logbook_queue_records", 0.0).await;
+    let scrape = logbook.wait_metric("logbook_queue_records", 0.0).await;
     assert_eq!(metric(&scrape, "logbook_queue_bytes"), 0.0, "{scrape}");
     assert_eq!(
         metric(&scrape, "logbook_queue_max_bytes"),
@@ -496,7 +469,7 @@ async fn queue_metrics_are_true_at_scrape_time_through_an_outage() {
     for n in 2..6 {
         assert_eq!(send_logs(&logbook, Transport::Grpc, &send(n)).await, 200);
     }
-    let scrape = wait_metric(&logbook, "logbook_ready", 0.0).await;
+    let scrape = logbook.wait_metric("logbook_ready", 0.0).await;
     // Five requests, and the marker of the blocked batch.
     assert_eq!(metric(&scrape, "logbook_queue_records"), 6.0, "{scrape}");
     assert!(
@@ -513,7 +486,7 @@ async fn queue_metrics_are_true_at_scrape_time_through_an_outage() {
         Duration::from_secs(30),
     )
     .await;
-    let scrape = wait_metric(&logbook, "logbook_queue_records", 0.0).await;
+    let scrape = logbook.wait_metric("logbook_queue_records", 0.0).await;
     assert_eq!(metric(&scrape, "logbook_queue_bytes"), 0.0, "{scrape}");
 }
 

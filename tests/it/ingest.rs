@@ -450,17 +450,8 @@ async fn a_bot_call_span_becomes_an_api_calls_row_and_an_error() {
     )
     .await;
     assert_eq!(status, 200, "{body:?}");
-    assert_eq!(
-        wait_for(
-            &db,
-            "api_calls",
-            "bot = 'span-bot'",
-            2,
-            Duration::from_secs(10)
-        )
-        .await,
-        2
-    );
+    // Spans, typed rows and errors are separate inserts: count them once all are stored.
+    logbook.stored_all_acknowledged().await;
     let rows: Vec<(String, u16, u32, String)> = db
         .client
         .query(
@@ -477,17 +468,7 @@ async fn a_bot_call_span_becomes_an_api_calls_row_and_an_error() {
             ("error".into(), 503, 40, "crm is down".into()),
         ]
     );
-    assert_eq!(
-        wait_for(
-            &db,
-            "errors",
-            "source = 'span-bot'",
-            1,
-            Duration::from_secs(10)
-        )
-        .await,
-        1
-    );
+    assert_eq!(count_where(&db, "errors", "source = 'span-bot'").await, 1);
     assert_eq!(
         count_where(
             &db,
@@ -728,26 +709,13 @@ async fn secrets_are_redacted_in_every_table_and_in_the_queue() {
         .await,
         200
     );
+    logbook.stored_all_acknowledged().await;
     assert_eq!(
-        wait_for(
-            &db,
-            "api_calls",
-            "bot = 'redaction-bot'",
-            1,
-            Duration::from_secs(10)
-        )
-        .await,
+        count_where(&db, "api_calls", "bot = 'redaction-bot'").await,
         1
     );
     assert_eq!(
-        wait_for(
-            &db,
-            "errors",
-            "source = 'redaction-bot'",
-            1,
-            Duration::from_secs(10)
-        )
-        .await,
+        count_where(&db, "errors", "source = 'redaction-bot'").await,
         1
     );
     let secrets = [

@@ -313,6 +313,38 @@ impl Logbook {
             .await
             .unwrap()
     }
+
+    /// Scrapes until `name` reads `want`; the last scrape.
+    pub async fn wait_metric(&self, name: &str, want: f64) -> String {
+        let started = Instant::now();
+        loop {
+            let scrape = self.metrics().await;
+            if metric(&scrape, name) == want {
+                return scrape;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{name} never read {want}: {scrape}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until everything logbook acknowledged is stored: its queue holds no bytes. Every
+    /// table and view a batch writes to is then visible, whichever insert finished first.
+    pub async fn stored_all_acknowledged(&self) {
+        self.wait_metric("logbook_queue_bytes", 0.0).await;
+    }
+}
+
+/// The value of an unlabelled metric in a scrape.
+pub fn metric(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {scrape}"))
+        .parse()
+        .unwrap()
 }
 
 impl Drop for Logbook {
