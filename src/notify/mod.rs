@@ -257,11 +257,13 @@ impl Notifier {
             recipients: &allowed,
             ..base
         };
-        self.ledger.record(&record).await?;
+        // Counted before the ledger row: the email went (or failed) whether or not the row
+        // can be written, and whoever sees the row sees the count too.
         self.metrics
             .notifications
             .with_label_values(&[rule, result])
             .inc();
+        self.ledger.record(&record).await?;
         self.finish(rule, candidate, &candidate.on_sent).await?;
         Ok(Outcome::Done)
     }
