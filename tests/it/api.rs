@@ -339,16 +339,21 @@ async fn pages_spanning_the_time_windows_list_every_row_once_in_order() {
     // Two rows at the same time: the id breaks the tie.
     calls.push(call(now - 2 * HOUR, "t1", "windows", "success", 200));
     insert(&db, &calls).await;
-    let mut newest_first: Vec<(i64, String)> = calls
+    // ClickHouse orders UUIDs by their second half first: ids made in different milliseconds
+    // tie-break that way, not as their text.
+    let mut newest_first: Vec<(i64, (u64, u64), String)> = calls
         .iter()
-        .map(|c| (c.time.0, c.id.0.to_string()))
+        .map(|c| {
+            let (first, second) = c.id.0.as_u64_pair();
+            (c.time.0, (second, first), c.id.0.to_string())
+        })
         .collect();
     newest_first.sort_unstable_by(|a, b| b.cmp(a));
     let expected = |keep: &dyn Fn(i64) -> bool| -> Vec<String> {
         newest_first
             .iter()
-            .filter(|(t, _)| keep(*t))
-            .map(|(_, id)| id.clone())
+            .filter(|(t, _, _)| keep(*t))
+            .map(|(_, _, id)| id.clone())
             .collect()
     };
     let rfc3339 = |ns: i64| {
