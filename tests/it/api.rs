@@ -336,11 +336,16 @@ async fn pages_spanning_the_time_windows_list_every_row_once_in_order() {
         .iter()
         .map(|age| call(now - age, "t1", "windows", "success", 200))
         .collect();
-    // Two rows at the same time: the id breaks the tie.
+    // Two rows at the same time: the id breaks the tie, in ClickHouse's UUID order (second
+    // half first), which these two ids' text order contradicts.
     calls.push(call(now - 2 * HOUR, "t1", "windows", "success", 200));
+    let (first, tied) = (
+        ages.iter().position(|&age| age == 2 * HOUR).unwrap(),
+        ages.len(),
+    );
+    calls[first].id = RowId(uuid::Uuid::from_u64_pair(u64::MAX, 1));
+    calls[tied].id = RowId(uuid::Uuid::from_u64_pair(1, u64::MAX));
     insert(&db, &calls).await;
-    // ClickHouse orders UUIDs by their second half first: ids made in different milliseconds
-    // tie-break that way, not as their text.
     let mut newest_first: Vec<(i64, (u64, u64), String)> = calls
         .iter()
         .map(|c| {
