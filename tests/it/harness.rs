@@ -13,10 +13,11 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clickhouse::Client;
@@ -110,6 +111,25 @@ pub async fn test_db(name: &str) -> TestDb {
     }
 }
 
+/// A free port for a test's listener, below Linux's ephemeral range (32768–60999). A port that
+/// `bind(0)` handed out is free only until an outgoing connection takes it: under load one did,
+/// before logbook bound it. Ports outside that range are taken only by listeners that ask for
+/// them, so the port stays free for the listener and for its restarts. Each call tries the next
+/// port, from a start this process's id picks, and keeps the first that binds.
+pub fn free_port() -> u16 {
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id() % COUNT * 97 % COUNT));
+    for _ in 0..COUNT {
+        let port = (FIRST + next.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
+}
+
 /// A chdb-backed ClickHouse server owned by one test, which can stop and
 /// restart it (same data directory and port). Dropping it kills the server.
 #[derive(Debug)]
@@ -126,7 +146,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server on `data_dir` (default: a new temporary directory,
-    /// removed on drop) and `port` (default: a free one).
+    /// removed on drop) and `port` (default: [`free_port`], which stays free for restarts).
     pub fn start(data_dir: Option<&Path>, port: Option<u16>) -> TestServer {
         let (temp_dir, data_dir) = match data_dir {
             Some(dir) => (None, dir.to_path_buf()),
@@ -139,7 +159,7 @@ impl TestServer {
                 (Some(temp), path)
             }
         };
-        let mut server = Self::spawn(Some(data_dir), port.unwrap_or(0));
+        let mut server = Self::spawn(Some(data_dir), port.unwrap_or_else(free_port));
         server._temp_dir = temp_dir;
         server
     }

@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use prost::Message;
 
-use crate::harness::TestDb;
+use crate::harness::{TestDb, free_port};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Transport {
@@ -109,14 +108,6 @@ fn merge(base: &mut toml::Table, extra: toml::Table) {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Logbook {
     /// Starts logbook on `db` (migrated first) with `extra` appended to its config file.
     pub async fn start(db: &TestDb, extra: &str) -> Logbook {
@@ -203,9 +194,10 @@ impl Logbook {
             {
                 return;
             }
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().unwrap());
             assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "logbook did not start: {}",
+                exited.is_none() && started.elapsed() < Duration::from_secs(30),
+                "logbook did not start ({exited:?}): {}",
                 self.stderr()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

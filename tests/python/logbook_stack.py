@@ -3,6 +3,7 @@ migrate` and `logbook serve` on free ports, ready to take OTLP and API requests.
 fixture (conftest.py) and the `demo_stack` fixture (demo_stack.py) are built on it.
 Needs the logbook binary: `cargo build` (scripts/test runs cargo test first), or LOGBOOK_BIN."""
 
+import itertools
 import os
 import re
 import socket
@@ -20,10 +21,26 @@ SERVER = ROOT / "tests" / "chdb_http" / "server.py"
 BIN = Path(os.environ.get("LOGBOOK_BIN", ROOT / "target" / "debug" / "logbook"))
 
 
+_FIRST_PORT, _PORT_COUNT = 10_000, 10_000
+_next_port = itertools.count(os.getpid() % _PORT_COUNT * 97)
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768-60999), as tests/it/harness.rs picks its
+    own (20000-31999). A port that bind(0) handed out is free only until an outgoing connection
+    takes it, which can happen before the test's server binds it; ports outside that range are
+    taken only by listeners that ask for them. Each call tries the next port and keeps the first
+    that binds."""
+    for _ in range(_PORT_COUNT):
+        port = _FIRST_PORT + next(_next_port) % _PORT_COUNT
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_FIRST_PORT}..{_FIRST_PORT + _PORT_COUNT}")
 
 
 def wait_ready(grpc, http, api, stderr, within=30):

@@ -13,7 +13,6 @@ import email.policy
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -32,17 +31,13 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
+from logbook_stack import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "tests" / "chdb_http" / "server.py"
 BIN = Path(os.environ.get("LOGBOOK_BIN", ROOT / "target" / "debug" / "logbook"))
 PASSWORD = "alerting-e2e-pw"
 FAILING, HEALTHY = "Failing CRM", "Healthy ERP"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url, timeout=5):

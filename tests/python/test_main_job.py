@@ -8,13 +8,9 @@ import socket
 import subprocess
 from pathlib import Path
 
+from logbook_stack import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_main_job_runs_checks_and_cleans_up(tmp_path):
