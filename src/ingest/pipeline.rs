@@ -85,6 +85,15 @@ impl InFlight {
         self.batches.push_back(Inserting { upto, task });
     }
 
+    /// Has the newest batch acknowledged up to `upto` too; false when none is in flight.
+    fn extend_newest(&mut self, upto: u64) -> bool {
+        let Some(newest) = self.batches.back_mut() else {
+            return false;
+        };
+        newest.upto = newest.upto.max(upto);
+        true
+    }
+
     /// The oldest batch once its insert has finished, with the position to acknowledge; pending
     /// while none is in flight. A later batch that finished first waits for it. Cancel-safe: the
     /// batch leaves the queue only once its outcome is returned.
@@ -202,6 +211,9 @@ impl Pipeline {
             };
             let next = entry.next_pos();
             let Entry::Data { pos, payload } = entry else {
+                if batch.is_none() {
+                    self.acknowledge_marker(next, in_flight).await;
+                }
                 continue;
             };
             batch_end = next;
@@ -308,6 +320,20 @@ impl Pipeline {
             spare.push(self.acknowledge(in_flight.oldest().await).await?);
         }
         Ok(())
+    }
+
+    /// Acknowledges a marker that ends at `end`, read while no batch is open: every request
+    /// before it is in a batch already dispatched. A request queued between a batch and its
+    /// marker leaves the marker out of that batch's acknowledgement; without this it would stay
+    /// in the queue (gauges reading 2 records, growing older) until the next request came.
+    /// Acknowledged with the newest batch in flight, or now if every batch is stored.
+    async fn acknowledge_marker(&self, end: u64, in_flight: &mut InFlight) {
+        if in_flight.extend_newest(end) || self.queue.stats().acked >= end {
+            return;
+        }
+        if let Err(error) = self.queue.ack(end).await {
+            tracing::error!(%error, "cannot acknowledge a batch's marker; it stays in the queue");
+        }
     }
 
     /// Acknowledges a stored batch up to `upto` (the caller keeps queue order) and hands its
@@ -458,6 +484,46 @@ mod tests {
         pipeline.acknowledge(later).await.unwrap();
         assert_eq!(queue.stats().acked, end);
         assert_eq!(in_flight.len(), 0);
+    }
+
+    /// A request queued between a batch and its marker: the next batch holds that request and
+    /// is acknowledged up to the first marker, so both markers trail in the queue. Read with no
+    /// batch open, each goes with the newest batch in flight, or at once when none is.
+    #[tokio::test]
+    async fn markers_left_behind_their_batches_are_acknowledged_so_a_drained_queue_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open_async(QueueOptions::new(dir.path().join("queue")))
+            .await
+            .unwrap();
+        queue.append(b"first batch".to_vec()).await.unwrap();
+        let second = queue.append(b"second batch".to_vec()).await.unwrap();
+        let first_marker = queue.append_marker(encode_cut(0, 0)).await.unwrap();
+        let second_marker = queue
+            .append_marker(encode_cut(second, second))
+            .await
+            .unwrap();
+        let end = queue.stats().end;
+        let pipeline = pipeline(&queue, dir.path());
+        let mut in_flight = InFlight::default();
+        // As dispatched: each batch up to the entry after its last request.
+        in_flight.push(second, tokio::spawn(async { stored() }));
+        in_flight.push(first_marker, tokio::spawn(async { stored() }));
+
+        pipeline
+            .acknowledge_marker(second_marker, &mut in_flight)
+            .await;
+        assert_eq!(queue.stats().acked, 0, "not before its batches are stored");
+        let mut spare = Vec::new();
+        pipeline
+            .settle(&mut in_flight, 0, &mut spare)
+            .await
+            .unwrap();
+        assert_eq!(queue.stats().acked, second_marker);
+
+        pipeline.acknowledge_marker(end, &mut in_flight).await;
+        assert_eq!(queue.stats().acked, end);
+        assert_eq!(queue.stats().records, 0);
+        assert_eq!(queue.stats().bytes, 0);
     }
 
     #[tokio::test]
