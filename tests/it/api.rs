@@ -924,6 +924,254 @@ async fn purge_deletes_a_tenants_rows_and_is_audited() {
 }
 
 #[tokio::test]
+async fn purge_of_whole_days_drops_their_partitions_and_a_time_range_deletes_rows() {
+    let db = test_db("api_purge_days").await;
+    let logbook = Logbook::start(&db, "").await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &[]);
+    let day = 24 * HOUR;
+    let today = now_ns() / day * day;
+    let purged_day = today - 3 * day;
+    let rows = [
+        call(purged_day + HOUR, "t1", "b", "success", 200),
+        call(purged_day + 23 * HOUR, "t2", "b", "success", 200),
+        call(purged_day + day + HOUR, "t1", "b", "success", 200),
+        call(purged_day + day + 2 * HOUR, "t1", "b", "success", 200),
+    ];
+    let kept = rows[3].id.0.to_string();
+    insert(&db, &rows).await;
+    let rfc3339 = |ns: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(ns.into())
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let purge = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/maintenance/purge", logbook.api))
+            .bearer_auth(&owner)
+            .json(&body)
+            .send()
+    };
+    for (body, status) in [
+        (
+            serde_json::json!({"kind": "api_calls", "confirm": "api_calls"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            serde_json::json!({"kind": "api_calls", "from": rfc3339(today), "to": rfc3339(purged_day), "confirm": "api_calls"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            serde_json::json!({"kind": "api_calls", "from": "yesterday", "confirm": "api_calls"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            serde_json::json!({"kind": "no_such_kind", "tenant": "t1", "confirm": "no_such_kind"}),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let response = purge(body.clone()).await.unwrap();
+        assert_eq!(response.status(), status, "{body}");
+    }
+    assert_eq!(api.rows(&owner, "api_calls", &[]).await.len(), 4);
+
+    // One whole UTC day, every tenant: its partition is dropped.
+    let response = purge(serde_json::json!({
+        "kind": "api_calls",
+        "from": rfc3339(purged_day),
+        "to": rfc3339(purged_day + day),
+        "confirm": "api_calls",
+    }))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["method"], "drop_partition");
+    assert_eq!(result["rows"], 2);
+    let partitions: Vec<String> = db
+        .client
+        .query(
+            "SELECT DISTINCT partition_id FROM system.parts \
+             WHERE database = currentDatabase() AND table = 'api_calls' AND active ORDER BY 1",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        partitions,
+        [
+            time::OffsetDateTime::from_unix_timestamp_nanos((purged_day + day).into())
+                .unwrap()
+                .date()
+                .format(time::macros::format_description!("[year][month][day]"))
+                .unwrap()
+        ]
+    );
+
+    // Part of a day: a lightweight delete of that range only.
+    let response = purge(serde_json::json!({
+        "kind": "api_calls",
+        "from": rfc3339(purged_day + day),
+        "to": rfc3339(purged_day + day + 90 * 60 * NS),
+        "confirm": "api_calls",
+    }))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["method"], "lightweight_delete");
+    assert_eq!(result["rows"], 1);
+    let left = api.rows(&owner, "api_calls", &[]).await;
+    assert_eq!(ids(&left), HashSet::from([kept]));
+}
+
+/// A compressed copy rotated before the newest rotation (`logbook.log.<time>[.<n>].gz`).
+fn older_than_newest_rotation(files: &[Value]) -> Option<Value> {
+    let time = |f: &Value| f["name"].as_str().unwrap()["logbook.log.".len()..][..19].to_owned();
+    let copies: Vec<&Value> = files
+        .iter()
+        .filter(|f| f["name"].as_str().unwrap().ends_with(".gz"))
+        .collect();
+    let newest = copies.iter().map(|f| time(f)).max()?;
+    copies.into_iter().find(|f| time(f) < newest).cloned()
+}
+
+#[tokio::test]
+async fn log_files_are_listed_downloaded_and_deleted_by_owners() {
+    use std::io::Read;
+
+    let db = test_db("api_log_files").await;
+    let logs = tempfile::tempdir().unwrap();
+    let active = logs.path().join("logbook.log");
+    std::fs::write(logs.path().join("notes.txt"), "not one of logbook's files").unwrap();
+    // At debug level, every request logbook serves or sends fills a file of the smallest size
+    // and rotates it into a compressed copy.
+    let extra = format!(
+        "[log]\nlevel = \"debug\"\n[log.file]\npath = {:?}\nmax_size = \"1 KiB\"\nkeep = 10000\n",
+        active.display().to_string()
+    );
+    let logbook = Logbook::start(&db, &extra).await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &["view_audit_logs"]);
+    let supervisor = logbook.token("supervisor", None, &["view_audit_logs"]);
+    let route = "/api/v1/maintenance/log-files";
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (files, rotated) = loop {
+        let (status, body) = api.get(Some(&owner), route, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let files = body.as_array().unwrap().clone();
+        // A copy of the newest rotation (its millisecond) may still be being compressed; an
+        // older one is whole.
+        if let Some(whole) = older_than_newest_rotation(&files) {
+            break (files, whole);
+        }
+        assert!(Instant::now() < deadline, "no rotated copy listed: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(
+        names.iter().all(|n| n.starts_with("logbook.log")),
+        "{names:?}"
+    );
+    let actives: Vec<&Value> = files.iter().filter(|f| f["active"] == true).collect();
+    assert_eq!(actives.len(), 1, "{files:?}");
+    assert_eq!(actives[0]["name"], "logbook.log");
+    let name = rotated["name"].as_str().unwrap();
+    assert_eq!(rotated["active"], false);
+    assert!(name.starts_with("logbook.log.20"), "{name}");
+
+    let download = |token: &str, name: &str| {
+        reqwest::Client::new()
+            .get(format!("{}{route}/{name}", logbook.api))
+            .bearer_auth(token)
+            .send()
+    };
+    let response = download(&owner, name).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-disposition"],
+        format!("attachment; filename=\"{name}\"").as_str()
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, rotated["bytes"].as_u64().unwrap());
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(
+        text.starts_with("20")
+            && ["INFO", "WARN", "ERROR", "DEBUG"]
+                .iter()
+                .any(|l| text.contains(l)),
+        "{text}"
+    );
+    for other in ["notes.txt", "..%2Flogbook.toml", "logbook.log.nothing"] {
+        let response = download(&owner, other).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{other}");
+    }
+    assert_eq!(
+        download(&supervisor, name).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let delete = |token: &str, name: &str, confirm: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .delete(format!("{}{route}/{name}", logbook.api))
+            .bearer_auth(token);
+        if let Some(confirm) = confirm {
+            request = request.query(&[("confirm", confirm)]);
+        }
+        request.send()
+    };
+    for (token, target, confirm, status) in [
+        (&supervisor, name, Some(name), StatusCode::FORBIDDEN),
+        (&owner, name, None, StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            &owner,
+            name,
+            Some("logbook.log"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &owner,
+            "logbook.log",
+            Some("logbook.log"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &owner,
+            "notes.txt",
+            Some("notes.txt"),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let response = delete(token, target, confirm).await.unwrap();
+        assert_eq!(response.status(), status, "{target} {confirm:?}");
+    }
+    assert!(logs.path().join(name).exists() && active.exists());
+    assert!(logs.path().join("notes.txt").exists());
+
+    let response = delete(&owner, name, Some(name)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!logs.path().join(name).exists());
+    let (_, listed) = api.get(Some(&owner), route, &[]).await;
+    assert!(
+        listed.as_array().unwrap().iter().all(|f| f["name"] != name),
+        "{listed}"
+    );
+    let audit = api
+        .rows(&owner, "audit_activity", &[("category", "maintenance")])
+        .await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        audit[0]["summary"].as_str().unwrap(),
+        format!("deleted log file {name}")
+    );
+}
+
+#[tokio::test]
 async fn settings_change_is_audited_seen_by_a_second_replica_and_log_level_applies() {
     let db = test_db("api_settings").await;
     let extra = "[settings]\nrefresh_interval = \"200ms\"\n";
