@@ -180,7 +180,7 @@ pub async fn run(config: Config, level: Option<LevelHandle>) -> anyhow::Result<(
         client.clone(),
         config.api.clone(),
         access_log,
-        config.clickhouse.request_timeout,
+        &config.clickhouse,
     );
     authenticated.log_file = config.log.file.clone();
     authenticated.level = level;

@@ -163,19 +163,19 @@ pub(super) async fn purge(
                 let date = first + time::Duration::days(day);
                 // The partition id of `toDate(time)` is the date as YYYYMMDD, made here from a
                 // parsed date: no caller text reaches the statement.
-                let sql = format!(
-                    "ALTER TABLE `{}` DROP PARTITION ID '{:04}{:02}{:02}'",
-                    table.name,
+                let id = format!(
+                    "{:04}{:02}{:02}",
                     date.year(),
                     u8::from(date.month()),
                     date.day()
                 );
+                let sql = api.ddl.drop_partition(table.name, &id);
                 bounded(&api, api.client.query(&sql).execute()).await?;
             }
             "drop_partition"
         }
         None => {
-            let sql = format!("DELETE FROM `{}` WHERE {}", table.name, filters.sql());
+            let sql = api.ddl.delete_where(table.name, &filters.sql());
             bounded(&api, filters.apply(api.client.query(&sql)).execute()).await?;
             "lightweight_delete"
         }

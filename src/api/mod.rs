@@ -28,9 +28,10 @@ pub use error::{ApiError, ErrorBody};
 pub use health::Readiness;
 pub use settings::{follow_log_level, retention_with_settings};
 
-use crate::config::LogFileConfig;
+use crate::config::{ClickHouseConfig, LogFileConfig};
 use crate::logging::LevelHandle;
 use crate::metrics::Metrics;
+use crate::schema::ddl::Ddl;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -54,6 +55,9 @@ pub struct Api {
     pub level: Option<LevelHandle>,
     /// The ClickHouse request timeout, for writes.
     pub write_timeout: std::time::Duration,
+    /// Statements that change rows (purges) name the tables holding them: on a cluster, every
+    /// server's local tables.
+    pub ddl: Ddl,
     /// The run-time settings shared by every replica.
     pub settings: Option<Arc<crate::settings::SettingsStore>>,
     /// The configuration logbook started with: the file's log level and retention, which a
@@ -66,8 +70,9 @@ impl Api {
         client: clickhouse::Client,
         config: ApiConfig,
         access_log: AccessLogger,
-        write_timeout: std::time::Duration,
+        clickhouse: &ClickHouseConfig,
     ) -> Api {
+        let write_timeout = clickhouse.request_timeout;
         Api {
             tokens: tokens::TokenStore::new(client.clone(), write_timeout, config.token_refresh),
             limiter: auth::Limiter::new(config.rate_limit_per_second, config.rate_limit_burst),
@@ -77,6 +82,7 @@ impl Api {
             log_file: None,
             level: None,
             write_timeout,
+            ddl: Ddl::for_config(clickhouse),
             settings: None,
             app_config: None,
         }

@@ -196,6 +196,10 @@ pub struct ClickHouseConfig {
     pub password: Secret,
     /// Database holding logbook's tables; created by `logbook migrate`.
     pub database: String,
+    /// The ClickHouse cluster (a `<remote_servers>` entry) the schema was created on with
+    /// `logbook migrate --cluster`, if any: changes logbook makes while serving (retention
+    /// set through the API, purges) then go to every server's local tables.
+    pub cluster: Option<String>,
     /// How long a single request to ClickHouse may take before it is abandoned.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -218,6 +222,7 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: Secret::default(),
             database: "logbook".into(),
+            cluster: None,
             request_timeout: Duration::from_secs(30),
             compression: Compression::Lz4,
         }
@@ -473,6 +478,14 @@ impl Config {
                 "must be letters, digits and underscores, not starting with a digit",
             ));
         }
+        if let Some(cluster) = &ch.cluster
+            && !is_identifier(cluster)
+        {
+            return Err(key_error(
+                "clickhouse.cluster",
+                "must be letters, digits and underscores, not starting with a digit",
+            ));
+        }
         if ch.request_timeout.is_zero() {
             return Err(key_error(
                 "clickhouse.request_timeout",
@@ -602,6 +615,7 @@ impl Config {
         config.metrics.notify_min_severity = Some("warning".into());
         // Secrets are told apart by their masked form, so each must be set.
         config.clickhouse.password = Secret::new("x");
+        config.clickhouse.cluster = Some("logbook".into());
         config
     }
 
@@ -895,6 +909,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("clickhouse.database"), "{err}");
+    }
+
+    #[test]
+    fn cluster_must_be_an_identifier_and_comes_from_the_environment() {
+        let err = load_str("[clickhouse]\ncluster = \"c` ON x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clickhouse.cluster"), "{err}");
+        let config = load_str("", &[("LOGBOOK_CLICKHOUSE_CLUSTER", "logbook")]).unwrap();
+        assert_eq!(config.clickhouse.cluster.as_deref(), Some("logbook"));
+        assert_eq!(load_str("", &[]).unwrap().clickhouse.cluster, None);
     }
 }
 

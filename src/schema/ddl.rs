@@ -90,6 +90,14 @@ impl Ddl {
         }
     }
 
+    /// The statements for the database `config` names, on its cluster when it names one.
+    pub fn for_config(config: &crate::config::ClickHouseConfig) -> Ddl {
+        match &config.cluster {
+            Some(cluster) => Ddl::on_cluster(&config.database, cluster),
+            None => Ddl::new(&config.database),
+        }
+    }
+
     pub fn database(&self) -> &str {
         &self.database
     }
@@ -129,6 +137,33 @@ impl Ddl {
 
     fn storage(&self, table: &str) -> String {
         self.qualified(&self.storage_name(table))
+    }
+
+    /// Drops one partition of `table`, on a cluster from every server's local table.
+    /// `partition_id` is one ClickHouse names partitions by (`YYYYMMDD` for a day).
+    pub fn drop_partition(&self, table: &str, partition_id: &str) -> String {
+        assert!(
+            partition_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "partition id {partition_id:?}"
+        );
+        format!(
+            "ALTER TABLE {}{} DROP PARTITION ID '{partition_id}'",
+            self.storage(table),
+            self.on()
+        )
+    }
+
+    /// A lightweight delete of `table`'s rows where `condition` holds (its values bound as
+    /// query parameters), on a cluster from every shard's local table: a Distributed table
+    /// takes no deletes.
+    pub fn delete_where(&self, table: &str, condition: &str) -> String {
+        format!(
+            "DELETE FROM {}{} WHERE {condition}",
+            self.storage(table),
+            self.on()
+        )
     }
 
     /// The engine clause: on a cluster the Replicated variant, its Keeper path per shard
@@ -684,6 +719,44 @@ mod tests {
         assert!(sql.contains("ENGINE = MergeTree\n"));
         assert_eq!(ddl.add_column(ApiCall::TABLE, "bot", None).len(), 1);
         assert!(!ddl.create_database().contains("ON CLUSTER"));
+    }
+
+    #[test]
+    fn purges_delete_from_the_tables_holding_the_rows() {
+        let one = Ddl::new("db");
+        let cluster = Ddl::on_cluster("db", "main");
+        assert_eq!(
+            one.drop_partition("api_calls", "20261130"),
+            "ALTER TABLE `db`.`api_calls` DROP PARTITION ID '20261130'"
+        );
+        assert_eq!(
+            cluster.drop_partition("api_calls", "20261130"),
+            "ALTER TABLE `db`.`api_calls_local` ON CLUSTER `main` DROP PARTITION ID '20261130'"
+        );
+        assert_eq!(
+            one.delete_where("api_calls", "tenant = {p0:String}"),
+            "DELETE FROM `db`.`api_calls` WHERE tenant = {p0:String}"
+        );
+        assert_eq!(
+            cluster.delete_where("api_calls", "tenant = {p0:String}"),
+            "DELETE FROM `db`.`api_calls_local` ON CLUSTER `main` WHERE tenant = {p0:String}"
+        );
+        let configured = |cluster: Option<&str>| {
+            Ddl::for_config(&crate::config::ClickHouseConfig {
+                database: "db".into(),
+                cluster: cluster.map(Into::into),
+                ..Default::default()
+            })
+        };
+        assert_eq!(configured(None).cluster(), None);
+        assert_eq!(configured(Some("main")).cluster(), Some("main"));
+        assert_eq!(configured(Some("main")).database(), "db");
+    }
+
+    #[test]
+    #[should_panic(expected = "partition id")]
+    fn a_partition_id_is_never_quoted_text() {
+        Ddl::new("db").drop_partition("api_calls", "1' OR '1");
     }
 
     #[test]

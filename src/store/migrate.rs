@@ -83,11 +83,12 @@ pub fn text_index_usable(version: &str, setting: Option<&str>) -> bool {
 }
 
 impl Migrator {
+    /// Migrates the database `config` names, on its `clickhouse.cluster` when it names one.
     /// `client` must not be bound to a database: the database may not exist yet.
     pub fn new(client: clickhouse::Client, config: &Config) -> Migrator {
         Migrator {
             client,
-            ddl: Ddl::new(&config.clickhouse.database),
+            ddl: Ddl::for_config(&config.clickhouse),
             config: config.clone(),
         }
     }

@@ -1026,6 +1026,36 @@ async fn purge_of_whole_days_drops_their_partitions_and_a_time_range_deletes_row
     assert_eq!(ids(&left), HashSet::from([kept]));
 }
 
+/// On a cluster a purge runs `ON CLUSTER` on the local tables, which the engine here refuses to
+/// run (no replicated DDL); its parser takes the statements as the API makes them.
+#[tokio::test]
+async fn purge_statements_for_a_cluster_are_valid_clickhouse() {
+    let db = test_db("api_purge_cluster").await;
+    let ddl = logbook::schema::ddl::Ddl::on_cluster(&db.database, "logbook");
+    for sql in [
+        ddl.drop_partition("api_calls", "20261130"),
+        ddl.delete_where(
+            "api_calls",
+            "time >= fromUnixTimestamp64Nano({p0:Int64}) AND tenant = {p1:String}",
+        ),
+    ] {
+        let formatted: String = db
+            .client
+            .query("SELECT formatQuery({sql:String})")
+            .param("sql", &sql)
+            .fetch_one()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert!(
+            formatted.contains(&format!(
+                "{}.api_calls_local ON CLUSTER logbook",
+                db.database
+            )),
+            "{sql} → {formatted}"
+        );
+    }
+}
+
 /// A compressed copy rotated before the newest rotation (`logbook.log.<time>[.<n>].gz`).
 fn older_than_newest_rotation(files: &[Value]) -> Option<Value> {
     let time = |f: &Value| f["name"].as_str().unwrap()["logbook.log.".len()..][..19].to_owned();

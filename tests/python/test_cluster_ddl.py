@@ -16,15 +16,16 @@ from logbook_stack import BIN, ROOT, SERVER
 HERE = Path(__file__).parent
 
 
-def dry_run(args, existing=()):
-    """`logbook migrate --dry-run ARGS` against a fresh engine that first runs `existing`."""
+def dry_run(args, existing=(), env=None):
+    """`logbook migrate --dry-run ARGS` against a fresh engine that first runs `existing`, with
+    `env` added to the environment."""
     server = subprocess.Popen([sys.executable, str(SERVER), "--port", "0", "--exit-on-stdin-eof"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         url = re.fullmatch(r"listening on (\S+)\n", server.stdout.readline()).group(1)
         for sql in existing:
             urllib.request.urlopen(urllib.request.Request(url, data=sql.encode()), timeout=60).read()
-        env = dict(os.environ, LOGBOOK_CLICKHOUSE_URL=url)
+        env = dict(os.environ, LOGBOOK_CLICKHOUSE_URL=url, **(env or {}))
         return subprocess.run([str(BIN), "migrate", "--dry-run", *args], env=env,
                               capture_output=True, text=True, timeout=60)
     finally:
@@ -88,6 +89,14 @@ def test_cluster_upgrade_adds_a_missing_projection_to_the_local_tables_on_every_
         ("build projection api_calls.by_time for existing rows",
          "ALTER TABLE `logbook`.`api_calls_local` ON CLUSTER `logbook` MATERIALIZE PROJECTION by_time;"),
     ], upgrade.stdout
+
+
+def test_the_configured_cluster_is_migrated_as_the_flag_would():
+    configured = dry_run([], env={"LOGBOOK_CLICKHOUSE_CLUSTER": "logbook"})
+    flag = dry_run(["--cluster", "logbook"])
+    assert configured.returncode == 0, configured.stderr
+    assert " ON CLUSTER `logbook`" in configured.stdout
+    assert configured.stdout == flag.stdout
 
 
 def test_cluster_name_must_be_an_identifier():

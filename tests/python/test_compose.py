@@ -138,7 +138,11 @@ def test_cluster_servers_macros_and_load_balancer_agree():
             env = services[host]["environment"]
             assert int(env["CH_SHARD"]) == number and env["CH_REPLICA"] == host
     assert cluster.find("zookeeper/node/host").text in services
-    assert services["migrate"]["command"] == ["migrate", "--cluster", "logbook"]
+    # Every logbook, migrate included, names the cluster the servers define.
+    for name, s in services.items():
+        if s.get("image") == "logbook:local":
+            assert s["environment"]["LOGBOOK_CLICKHOUSE_CLUSTER"] == "logbook", name
+    assert services["migrate"]["command"] == ["migrate"]
     haproxy = (ROOT / "config/haproxy/haproxy.cfg").read_text()
     backends = set(re.findall(r"^\s*server \S+ ([\w-]+):\d+", haproxy, re.M))
     replicas = {n for n, s in services.items() if s.get("command") == ["serve"]}
