@@ -1328,11 +1328,12 @@ async fn settings_change_is_audited_seen_by_a_second_replica_and_log_level_appli
 
 #[tokio::test]
 async fn integration_health_lists_status_runs_and_toggle() {
-    use logbook::schema::IntegrationSyncRun;
+    use logbook::schema::{IntegrationState, IntegrationSyncRun};
     let db = test_db("api_integrations").await;
     let logbook = Logbook::start(&db, "").await;
     let api = Client::new(&logbook);
     let viewer = logbook.token("viewer", None, &[]);
+    let supervisor = logbook.token("supervisor", None, &[]);
     let now = now_ns();
     let run = |status: &str, minutes: i64| IntegrationSyncRun {
         id: id(),
@@ -1341,20 +1342,52 @@ async fn integration_health_lists_status_runs_and_toggle() {
         status: status.into(),
         ..IntegrationSyncRun::default()
     };
+    let ninja = IntegrationSyncRun {
+        integration: "NinjaOne".into(),
+        ..run("completed", 10)
+    };
     insert(
         &db,
-        &[run("completed", 30), run("error", 20), run("executing", 1)],
+        &[
+            run("completed", 30),
+            run("error", 20),
+            run("executing", 1),
+            ninja.clone(),
+        ],
     )
     .await;
-    let (status, body) = api.get(Some(&viewer), "/api/v1/integrations", &[]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let xero = body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["integration"] == "Xero")
-        .unwrap();
-    assert!(["active", "error", "disabled"].contains(&xero["status"].as_str().unwrap()));
+    let state = |integration: &str, enabled: bool| IntegrationState {
+        id: id(),
+        time: Ts(now - 2 * HOUR),
+        integration: integration.into(),
+        change: if enabled { "enabled" } else { "disabled" }.into(),
+        enabled,
+        sync_interval_s: 3600,
+        ..IntegrationState::default()
+    };
+    insert(&db, &[state("NinjaOne", true), state("Slack", false)]).await;
+    let health = |token: String| {
+        let api = &api;
+        async move {
+            let (status, body) = api.get(Some(&token), "/api/v1/integrations", &[]).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["integration"].as_str().unwrap().to_owned(), i.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let all = health(viewer.clone()).await;
+    assert_eq!(
+        all.keys().collect::<Vec<_>>(),
+        ["NinjaOne", "Slack", "Xero"]
+    );
+    // Xero's last finished run failed; NinjaOne ran within its hourly schedule; Slack is off.
+    let xero = &all["Xero"];
+    assert_eq!(xero["status"], "error");
+    assert_eq!(xero["last_outcome"], "error");
+    assert_eq!(xero["next_run"], Value::Null, "no schedule known");
     assert_eq!(xero["error_rate_24h"], 0.5);
     assert_eq!(xero["error_email"], true);
     let statuses: Vec<&str> = xero["recent_runs"]
@@ -1364,4 +1397,115 @@ async fn integration_health_lists_status_runs_and_toggle() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["executing", "error", "completed"]);
+    let ninja_one = &all["NinjaOne"];
+    assert_eq!(ninja_one["status"], "active");
+    assert_eq!(ninja_one["sync_interval_s"], 3600);
+    assert_eq!(ninja_one["next_run"], ninja.time.0 / NS + 3600);
+    assert_eq!(ninja_one["error_rate_24h"], 0.0);
+    assert_eq!(all["Slack"]["status"], "disabled");
+    assert_eq!(all["Slack"]["next_run"], Value::Null);
+    assert_eq!(
+        all["Slack"]["error_rate_24h"],
+        Value::Null,
+        "no finished runs"
+    );
+
+    // The error-rate email toggle, per integration.
+    let response = reqwest::Client::new()
+        .put(format!(
+            "{}/api/v1/settings/notify.rules.error_rate.integrations",
+            logbook.api
+        ))
+        .bearer_auth(&supervisor)
+        .json(&serde_json::json!({"Xero": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let all = health(viewer).await;
+    assert_eq!(all["Xero"]["error_email"], false);
+    assert_eq!(all["NinjaOne"]["error_email"], true);
+}
+
+#[tokio::test]
+async fn retention_set_through_the_api_changes_the_tables_ttl_and_a_reset_restores_it() {
+    let db = test_db("api_retention").await;
+    let logbook = Logbook::start(&db, "").await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &["view_audit_logs"]);
+    let supervisor = logbook.token("supervisor", None, &[]);
+    let now = now_ns();
+    let rows: Vec<ApiCall> = (0..10)
+        .map(|i| call(now - i * HOUR, "t", "b", "success", 200))
+        .collect();
+    insert(&db, &rows).await;
+    let engine = || async {
+        db.client
+            .query(
+                "SELECT engine_full FROM system.tables \
+                 WHERE database = currentDatabase() AND name = 'api_calls'",
+            )
+            .fetch_one::<String>()
+            .await
+            .unwrap()
+    };
+    assert!(engine().await.contains("toIntervalDay(7)"));
+    let change = |token: &str, value: Option<Value>| {
+        let url = format!("{}/api/v1/settings/retention.ttl", logbook.api);
+        let request = match value {
+            Some(value) => reqwest::Client::new().put(url).json(&value),
+            None => reqwest::Client::new().delete(url),
+        };
+        request.bearer_auth(token).send()
+    };
+    let three_days = serde_json::json!({"api_calls": "3d"});
+    for (token, value, status) in [
+        (&supervisor, three_days.clone(), StatusCode::FORBIDDEN),
+        (
+            &owner,
+            serde_json::json!({"api_calls": "a while"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &owner,
+            serde_json::json!({"no_such_table": "3d"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let response = change(token, Some(value.clone())).await.unwrap();
+        assert_eq!(response.status(), status, "{value}");
+    }
+    assert!(engine().await.contains("toIntervalDay(7)"));
+
+    // Applied before the answer: the table's TTL, for every replica; no row is lost.
+    let response = change(&owner, Some(three_days)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ttl = engine().await;
+    assert!(ttl.contains("toIntervalDay(3)"), "{ttl}");
+    assert_eq!(api.rows(&owner, "api_calls", &[]).await.len(), 10);
+    let response = change(&owner, None).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ttl = engine().await;
+    assert!(ttl.contains("toIntervalDay(7)"), "{ttl}");
+
+    let audit = api
+        .rows(&owner, "audit_activity", &[("category", "settings")])
+        .await;
+    let changes: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|r| (r["before"].as_str().unwrap(), r["after"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                r#"{"retention.ttl":{"api_calls":"3d"}}"#,
+                r#"{"retention.ttl":null}"#
+            ),
+            (
+                r#"{"retention.ttl":null}"#,
+                r#"{"retention.ttl":{"api_calls":"3d"}}"#
+            ),
+        ]
+    );
 }
