@@ -29,6 +29,14 @@ async fn insert<T: clickhouse::RowOwned + clickhouse::RowWrite + logbook::schema
     insert.end().await.unwrap();
 }
 
+/// A time as the API takes it (RFC 3339).
+fn rfc3339(ns: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ns.into())
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
 fn id() -> RowId {
     RowId(uuid::Uuid::now_v7())
 }
@@ -118,10 +126,7 @@ async fn each_filter_returns_exactly_the_matching_rows() {
     let want = |picked: &[usize]| -> HashSet<String> {
         picked.iter().map(|&i| calls[i].id.0.to_string()).collect()
     };
-    let from = time::OffsetDateTime::from_unix_timestamp_nanos((now - 24 * HOUR) as i128)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let from = rfc3339(now - 24 * HOUR);
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a [usize]);
     let cases: &[Case] = &[
         (&[("outcome", "error")], &[1, 2]),
@@ -255,16 +260,10 @@ async fn every_declared_filter_of_every_kind_selects_exactly_its_rows() {
     let kinds = kinds.as_array().unwrap();
     assert!(kinds.len() >= 15, "{kinds:?}");
     let now = now_ns();
-    let text_time = |ns: i64| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(ns.into())
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
     let (older, newer) = (now - 2 * HOUR, now - HOUR);
-    let between = text_time(now - 90 * 60 * NS);
+    let between = rfc3339(now - 90 * 60 * NS);
     // Every query also says how far back to look: one time window besides the first.
-    let since = text_time(now - 3 * HOUR);
+    let since = rfc3339(now - 3 * HOUR);
     let mut cases = 0;
     for kind in kinds {
         let name = kind["name"].as_str().unwrap();
@@ -296,7 +295,7 @@ async fn every_declared_filter_of_every_kind_selects_exactly_its_rows() {
                 let id = uuid::Uuid::now_v7().to_string();
                 let mut row = serde_json::json!({
                     "id": id,
-                    "time": text_time(time),
+                    "time": rfc3339(time),
                     "tenant": tenant,
                 });
                 row[column] = value.clone();
@@ -529,12 +528,6 @@ async fn pages_spanning_the_time_windows_list_every_row_once_in_order() {
             .filter(|(t, _, _)| keep(*t))
             .map(|(_, _, id)| id.clone())
             .collect()
-    };
-    let rfc3339 = |ns: i64| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(ns.into())
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
     };
     let (from, to) = (rfc3339(now - 100 * HOUR), rfc3339(now - HOUR + 30 * NS));
     type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<String>);
@@ -1099,12 +1092,6 @@ async fn purge_of_whole_days_drops_their_partitions_and_a_time_range_deletes_row
     ];
     let kept = rows[3].id.0.to_string();
     insert(&db, &rows).await;
-    let rfc3339 = |ns: i64| {
-        time::OffsetDateTime::from_unix_timestamp_nanos(ns.into())
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
     let purge = |body: Value| {
         reqwest::Client::new()
             .post(format!("{}/api/v1/maintenance/purge", logbook.api))
