@@ -21,7 +21,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::tokens::Role;
 use crate::query::filter::{Value, Where};
-use crate::schema::KINDS;
+use crate::schema::{ERRORS, KINDS};
 
 /// Most daily partitions one purge may drop.
 const MAX_PARTITIONS: i64 = 400;
@@ -58,6 +58,8 @@ pub struct PurgeResult {
     pub method: String,
     /// Rows matched before the purge.
     pub rows: u64,
+    /// Rows of `errors` made from the purged rows, deleted with them.
+    pub error_rows: u64,
 }
 
 fn time_of(key: &str, value: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
@@ -84,6 +86,15 @@ async fn bounded<T>(
         .await
         .map_err(|_| ApiError::Unavailable("clickhouse did not answer in time".into()))?
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn count(api: &Api, table: &str, filters: &Where) -> Result<u64, ApiError> {
+    let sql = format!("SELECT count() FROM `{table}` WHERE {}", filters.sql());
+    bounded(
+        api,
+        filters.apply(api.client.query(&sql)).fetch_one::<u64>(),
+    )
+    .await
 }
 
 fn is_midnight(t: OffsetDateTime) -> bool {
@@ -138,18 +149,18 @@ pub(super) async fn purge(
         let p = filters.bind("String", Value::Str(tenant.clone()));
         filters.conditions.push(format!("tenant = {p}"));
     }
-    let count_sql = format!(
-        "SELECT count() FROM `{}` WHERE {}",
-        table.name,
-        filters.sql()
-    );
-    let rows: u64 = bounded(
-        &api,
-        filters
-            .apply(api.client.query(&count_sql))
-            .fetch_one::<u64>(),
-    )
-    .await?;
+    // The copies of its error rows in `errors` (same time and tenant) go with them.
+    let errors = table.errors.is_some().then(|| {
+        let mut errors = filters.clone();
+        let p = errors.bind("String", Value::Str(table.name.into()));
+        errors.conditions.push(format!("kind = {p}"));
+        errors
+    });
+    let rows = count(&api, table.name, &filters).await?;
+    let error_rows = match &errors {
+        Some(errors) => count(&api, ERRORS.name, errors).await?,
+        None => 0,
+    };
     let whole_days = match (from, to, &request.tenant) {
         (Some(from), Some(to), None) if is_midnight(from) && is_midnight(to) => {
             let days = (to - from).whole_days();
@@ -180,10 +191,15 @@ pub(super) async fn purge(
             "lightweight_delete"
         }
     };
+    if let Some(errors) = errors.filter(|_| error_rows > 0) {
+        let sql = api.ddl.delete_where(ERRORS.name, &errors.sql());
+        bounded(&api, errors.apply(api.client.query(&sql)).execute()).await?;
+    }
     let result = PurgeResult {
         kind: table.name.into(),
         method: method.into(),
         rows,
+        error_rows,
     };
     audit::record(
         &api,
@@ -191,9 +207,12 @@ pub(super) async fn purge(
         Change {
             category: "maintenance",
             event_type: "delete",
-            summary: format!("purged {rows} rows of {} ({method})", table.name),
-            before: json!({"kind": table.name, "from": request.from, "to": request.to, "tenant": request.tenant, "rows": rows}),
-            after: json!({"rows": 0}),
+            summary: format!(
+                "purged {rows} rows of {} ({method}) and {error_rows} of errors",
+                table.name
+            ),
+            before: json!({"kind": table.name, "from": request.from, "to": request.to, "tenant": request.tenant, "rows": rows, "error_rows": error_rows}),
+            after: json!({"rows": 0, "error_rows": 0}),
         },
     )
     .await?;

@@ -1084,11 +1084,12 @@ async fn purge_of_whole_days_drops_their_partitions_and_a_time_range_deletes_row
     let day = 24 * HOUR;
     let today = now_ns() / day * day;
     let purged_day = today - 3 * day;
+    // Error rows are also copied into `errors`, which a purge of their kind clears too.
     let rows = [
         call(purged_day + HOUR, "t1", "b", "success", 200),
-        call(purged_day + 23 * HOUR, "t2", "b", "success", 200),
-        call(purged_day + day + HOUR, "t1", "b", "success", 200),
-        call(purged_day + day + 2 * HOUR, "t1", "b", "success", 200),
+        call(purged_day + 23 * HOUR, "t2", "b", "error", 500),
+        call(purged_day + day + HOUR, "t1", "b", "error", 500),
+        call(purged_day + day + 2 * HOUR, "t1", "b", "error", 500),
     ];
     let kept = rows[3].id.0.to_string();
     insert(&db, &rows).await;
@@ -1134,7 +1135,10 @@ async fn purge_of_whole_days_drops_their_partitions_and_a_time_range_deletes_row
     assert_eq!(response.status(), StatusCode::OK);
     let result: Value = response.json().await.unwrap();
     assert_eq!(result["method"], "drop_partition");
-    assert_eq!(result["rows"], 2);
+    assert_eq!(
+        (&result["rows"], &result["error_rows"]),
+        (&2.into(), &1.into())
+    );
     let partitions: Vec<String> = db
         .client
         .query(
@@ -1167,9 +1171,19 @@ async fn purge_of_whole_days_drops_their_partitions_and_a_time_range_deletes_row
     assert_eq!(response.status(), StatusCode::OK);
     let result: Value = response.json().await.unwrap();
     assert_eq!(result["method"], "lightweight_delete");
-    assert_eq!(result["rows"], 1);
+    assert_eq!(
+        (&result["rows"], &result["error_rows"]),
+        (&1.into(), &1.into())
+    );
     let left = api.rows(&owner, "api_calls", &[]).await;
-    assert_eq!(ids(&left), HashSet::from([kept]));
+    assert_eq!(ids(&left), HashSet::from([kept.clone()]));
+    let errors_left: Vec<String> = db
+        .client
+        .query("SELECT toString(related_id) FROM errors")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(errors_left, [kept]);
 }
 
 /// On a cluster a purge runs `ON CLUSTER` on the local tables, which the engine here refuses to
