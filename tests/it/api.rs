@@ -570,6 +570,50 @@ async fn pages_spanning_the_time_windows_list_every_row_once_in_order() {
 /// The engine here (ClickHouse 26.9) has `use_skip_indexes_on_data_read`, on by default, which
 /// on tables with projections skips no granule, and `query_plan_direct_read_from_text_index`,
 /// which keeps searches off the `by_time` projection: API queries turn both off.
+/// The limits every API query carries hold on the engine: no writes, at most so many rows
+/// returned or read; a request they stop answers 503 with a JSON error, not a 500.
+#[tokio::test]
+async fn queries_run_read_only_within_their_limits() {
+    let db = test_db("api_limits").await;
+    let limits = logbook::query::QueryLimits {
+        max_result_rows: 5,
+        ..Default::default()
+    };
+    let write = limits
+        .apply(db.client.query("CREATE TABLE t (x UInt8) ENGINE = Memory"))
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(write.to_string().contains("Code: 164."), "{write}");
+    let rows = limits
+        .apply(db.client.query("SELECT number FROM numbers(10)"))
+        .fetch_all::<u64>()
+        .await
+        .unwrap_err();
+    assert!(rows.to_string().contains("Code: 396."), "{rows}");
+    let five = limits
+        .apply(db.client.query("SELECT number FROM numbers(5)"))
+        .fetch_all::<u64>()
+        .await
+        .unwrap();
+    assert_eq!(five, [0, 1, 2, 3, 4]);
+
+    let logbook = Logbook::start(&db, "[api.limits]\nmax_rows_to_read = 100\n").await;
+    let api = Client::new(&logbook);
+    let owner = logbook.token("owner", None, &[]);
+    let now = now_ns();
+    let calls: Vec<ApiCall> = (0..5000)
+        .map(|i| call(now - i * NS, "t", "b", "success", 200))
+        .collect();
+    insert(&db, &calls).await;
+    let (status, body) = api.get(Some(&owner), "/api/v1/logs/api_calls", &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn queries_set_the_engines_index_settings_where_it_has_them() {
     let db = test_db("api_skip_indexes").await;
