@@ -992,6 +992,92 @@ async fn auth_matrix_every_route_and_caller() {
             }
         }
     }
+    // The routes that change things, and the rest: a caller allowed through gets the route's
+    // own answer (a purge with a wrong confirmation: 422; no log file configured: 404).
+    let (supervisors, owners) = (
+        [
+            unauth, forbidden, forbidden, ok, ok, forbidden, unauth, forbidden,
+        ],
+        [
+            unauth, forbidden, forbidden, forbidden, ok, forbidden, unauth, forbidden,
+        ],
+    );
+    let owners_get = |status: S| {
+        let mut row = owners;
+        row[4] = status;
+        row
+    };
+    let changes: Vec<(reqwest::Method, &str, Option<Value>, [S; 8])> = vec![
+        (
+            reqwest::Method::GET,
+            "/api/v1/integrations",
+            None,
+            [unauth, ok, ok, ok, ok, ok, unauth, ok],
+        ),
+        (reqwest::Method::GET, "/api/v1/settings", None, supervisors),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/settings/notify.rules.paused",
+            Some(Value::Bool(false)),
+            supervisors,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/settings/notify.rules.paused",
+            None,
+            supervisors,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/settings/log.level",
+            Some(Value::from("info")),
+            owners,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/maintenance/purge",
+            Some(serde_json::json!({"kind": "api_calls", "tenant": "t9", "confirm": "no"})),
+            owners_get(S::UNPROCESSABLE_ENTITY),
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/maintenance/log-files/logbook.log",
+            None,
+            owners_get(S::NOT_FOUND),
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/maintenance/log-files/logbook.log?confirm=logbook.log",
+            None,
+            owners_get(S::NOT_FOUND),
+        ),
+    ];
+    for (method, route, body, expected) in &changes {
+        for (caller, want) in callers.iter().zip(expected) {
+            let mut request =
+                reqwest::Client::new().request(method.clone(), format!("{}{route}", logbook.api));
+            if let Some(token) = caller {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            assert_eq!(
+                status,
+                *want,
+                "{method} {route} as caller #{:?}: {text}",
+                callers.iter().position(|c| c == caller)
+            );
+            if status != ok {
+                let error: Value = serde_json::from_str(&text).unwrap();
+                assert!(error["error"].is_string(), "{route}: JSON error body");
+            }
+        }
+    }
+
     // Open routes stay open.
     for route in ["/healthz", "/readyz", "/metrics"] {
         assert!(api.get(None, route, &[]).await.0 != unauth, "{route}");
