@@ -569,6 +569,9 @@ async fn marks(db: &TestDb, table: &str, projection: &str) -> (u64, u64) {
     (part, projected)
 }
 
+/// Times for `numbers(10000)`: ten seconds from today's midnight (UTC), one daily partition.
+const ONE_DAY_10K: &str = "toStartOfDay(now64(9)) + toIntervalMillisecond(number)";
+
 #[tokio::test]
 async fn tables_get_granules_of_2048_rows_and_a_version_6_table_keeps_its_own() {
     let (db, config) = migrated("migrate_v7_granularity", "").await;
@@ -578,9 +581,10 @@ async fn tables_get_granules_of_2048_rows_and_a_version_6_table_keeps_its_own() 
         .unwrap()
         .name;
     // 10,000 rows make at least 5 granules of 2,048 rows, in the part and its projections (at
-    // most 3 of 8,192, with the final mark).
+    // most 3 of 8,192, with the final mark). All in today's partition, so in one part: rows
+    // reaching back past midnight made two (failed a CI run at 01:10 UTC).
     db.client
-        .query(&format!("INSERT INTO `{fresh}` (id, time) SELECT generateUUIDv7(), now64(9) - toIntervalSecond(number) FROM numbers(10000)"))
+        .query(&format!("INSERT INTO `{fresh}` (id, time) SELECT generateUUIDv7(), {ONE_DAY_10K} FROM numbers(10000)"))
         .execute()
         .await
         .unwrap();
@@ -609,7 +613,9 @@ async fn tables_get_granules_of_2048_rows_and_a_version_6_table_keeps_its_own() 
     for sql in [
         "DROP TABLE api_calls SYNC".to_owned(),
         create.replace("index_granularity = 2048", "index_granularity = 8192"),
-        "INSERT INTO api_calls (id, time, bot) SELECT generateUUIDv7(), now64(9) - toIntervalSecond(number), 'b' FROM numbers(10000)".to_owned(),
+        format!(
+            "INSERT INTO api_calls (id, time, bot) SELECT generateUUIDv7(), {ONE_DAY_10K}, 'b' FROM numbers(10000)"
+        ),
     ] {
         db.client.query(&sql).execute().await.unwrap();
     }
