@@ -96,3 +96,18 @@ def running_logbook(tmp, database, password, config_extra=""):
     finally:
         clickhouse.stdin.close()
         clickhouse.wait(timeout=30)
+
+
+def owner_token(stack, name):
+    """A new owner token with `view_audit_logs` for the running `stack`, from `logbook token create`."""
+    return subprocess.run(
+        [str(BIN), "token", "create", "--name", name, "--role", "owner",
+         "--permission", "view_audit_logs", "--config", str(stack["config"])],
+        check=True, capture_output=True, text=True).stdout.strip()
+
+
+def demo_rows_of_every_kind(stack):
+    """A second of `logbook demo` into `stack`: its first events cycle through every kind."""
+    subprocess.run([str(BIN), "demo", "--endpoint", stack["grpc"], "--rate", "20",
+                    "--duration", "1s", "--backfill", "1", "--backfill-per-hour", "2",
+                    "--config", str(stack["config"])], check=True, capture_output=True, timeout=120)

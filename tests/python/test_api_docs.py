@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import wait_count
-from logbook_stack import BIN, ROOT
+from logbook_stack import BIN, ROOT, demo_rows_of_every_kind, owner_token
 
 DATABASE = "api_docs_test"
 CONFIG_EXTRA = ('[log.file]\npath = "{tmp}/logs/logbook.log"\n'
@@ -53,14 +53,9 @@ def test_the_doc_has_an_example_of_every_route():
 
 @pytest.fixture(scope="module")
 def shell(stack):
-    base, config, ch = stack["api"], stack["config"], stack["ch"]
-    token = subprocess.run(
-        [str(BIN), "token", "create", "--name", "docs", "--role", "owner",
-         "--permission", "view_audit_logs", "--config", str(config)],
-        check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run([str(BIN), "demo", "--endpoint", stack["grpc"], "--rate", "20",
-                    "--duration", "1s", "--backfill", "1", "--backfill-per-hour", "2",
-                    "--config", str(config)], check=True, capture_output=True, timeout=120)
+    base, ch = stack["api"], stack["ch"]
+    token = owner_token(stack, "docs")
+    demo_rows_of_every_kind(stack)
     assert wait_count(ch, "SELECT count() FROM api_calls", 1) >= 1
     row = ch.query("SELECT toString(id) FROM api_calls ORDER BY time DESC LIMIT 1").result_rows[0][0]
     for name in re.findall(r"log-files/(logbook\.log\.[\w.]+\.gz)", DOC.read_text()):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_count
-from logbook_stack import BIN
+from logbook_stack import demo_rows_of_every_kind, owner_token
 
 DATABASE = "schemathesis_test"
 CONFIG_EXTRA = ('[log.file]\npath = "{tmp}/logs/logbook.log"\n'
@@ -37,11 +37,8 @@ def get(base, token, path):
 
 @pytest.fixture(scope="module")
 def api(stack):
-    base, config, ch = stack["api"], stack["config"], stack["ch"]
-    token = subprocess.run(
-        [str(BIN), "token", "create", "--name", "schemathesis", "--role", "owner",
-         "--permission", "view_audit_logs", "--config", str(config)],
-        check=True, capture_output=True, text=True).stdout.strip()
+    base, ch = stack["api"], stack["ch"]
+    token = owner_token(stack, "schemathesis")
     deadline = time.time() + 30
     while True:
         try:
@@ -52,9 +49,7 @@ def api(stack):
             time.sleep(0.1)
     # Rows of every kind (the demo's first events cycle through them all), so list answers
     # have rows whose schema is checked and each detail operation has a row to return.
-    subprocess.run([str(BIN), "demo", "--endpoint", stack["grpc"], "--rate", "20",
-                    "--duration", "1s", "--backfill", "1", "--backfill-per-hour", "2",
-                    "--config", str(config)], check=True, capture_output=True, timeout=120)
+    demo_rows_of_every_kind(stack)
     kinds = [k["name"] for k in get(base, token, "/api/v1/kinds")]
     ids = {}
     for kind in kinds:
